@@ -1,0 +1,118 @@
+"""Source and sink contracts, and the loop that drives a whole run.
+
+Decoders and encoders block (Pillow, PyAV, file writes), so they are written
+as plain blocking classes and driven here from one dedicated thread each.
+The engine knows only these protocols, never a file format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from .frame import Frame, StreamInfo
+from .runner import Pipeline, RunnerConfig, RunStats
+from .stage import RunContext, Stage
+
+T = TypeVar("T")
+
+
+class Source(Protocol):
+    """A blocking decoder: ``open`` reads the header, ``frames`` yields frames one by one."""
+
+    def open(self) -> StreamInfo: ...
+
+    def frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """A blocking encoder.
+
+    ``finish`` flushes, writes the trailer exactly once and makes the output
+    visible (an atomic rename for files); ``abort`` discards partial output.
+    Exactly one of them is called after ``open`` succeeded.
+    """
+
+    def open(self, info: StreamInfo) -> None: ...
+
+    def write(self, frame: Frame) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ThreadWorker:
+    """One thread that runs blocking calls in order, for one source or sink."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_DONE = object()
+
+
+async def iterate_in_thread(iterator: Iterator[T], worker: ThreadWorker) -> AsyncIterator[T]:
+    """Turn a blocking iterator into an async one, each ``next`` on ``worker``'s thread."""
+    try:
+        while True:
+            item = await worker.call(next, iterator, _DONE)
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await worker.call(close)
+
+
+async def run(
+    source: Source,
+    stages: Sequence[Stage],
+    sink: Sink,
+    ctx: RunContext | None = None,
+    config: RunnerConfig | None = None,
+    on_open: Callable[[StreamInfo], None] | None = None,
+    on_frame: Callable[[Frame], None] | None = None,
+) -> RunStats:
+    """Decode ``source``, pass every frame through ``stages`` and encode into ``sink``.
+
+    On any error or cancellation the sink is aborted (no partial output), every
+    stage is closed and the source is closed; the error propagates.
+    """
+    ctx = ctx or RunContext()
+    reader, writer = ThreadWorker("gifstream-source"), ThreadWorker("gifstream-sink")
+    sink_opened = False
+    try:
+        info = await reader.call(source.open)
+        ctx.info = info
+        if on_open is not None:
+            on_open(info)
+        frames = iterate_in_thread(source.frames(), reader)
+        pipeline = Pipeline(frames, stages, ctx, config)
+        async with pipeline as processed:
+            await writer.call(sink.open, info)
+            sink_opened = True
+            async for frame in processed:
+                await writer.call(sink.write, frame)
+                if on_frame is not None:
+                    on_frame(frame)
+        await writer.call(sink.finish)
+        sink_opened = False
+        return pipeline.stats
+    finally:
+        if sink_opened:
+            await asyncio.shield(writer.call(sink.abort))
+        await asyncio.shield(reader.call(source.close))
+        reader.shutdown()
+        writer.shutdown()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment in .venv.
+#
+# The order matters and is why this is a script rather than one `pip install`:
+#  1. torch/torchvision first, pinned: every later package builds or imports against them.
+#  2. basicsr is sdist-only and lists torch as a *build* requirement, so it must be
+#     built without isolation, after torch. basicsr, facexlib, gfpgan and realesrgan
+#     are installed with --no-deps because they require `opencv-python`, which would
+#     overwrite the headless OpenCV build; their real runtime needs are declared in
+#     pyproject.toml instead.
+#  3. gifstream itself (editable) with its dev extras.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${GIFSTREAM_VENV:-$root/.venv}
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtual environment in $venv"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q)
+
+log "installing build tools"
+"${pip[@]}" --upgrade pip setuptools wheel
+log "installing torch 2.14.1 / torchvision 0.29.1 (large; first run only)"
+"${pip[@]}" torch==2.14.1 torchvision==0.29.1
+log "installing model libraries without their opencv-python dependency"
+"${pip[@]}" --no-build-isolation --no-deps -r "$root/requirements/models-nodeps.txt"
+log "installing gifstream and its dependencies"
+"${pip[@]}" -e "$root[dev]"
+log "environment ready"
