@@ -1,0 +1,59 @@
+"""Output files that appear only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..engine.errors import OutputError
+
+
+def check_target(target: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse to clobber an existing file, or to write over an input."""
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if source.exists() and target.exists() and os.path.samefile(source, target):
+                raise OutputError(f"output {target} is the input file; choose another output path")
+            if source.resolve() == target.resolve():
+                raise OutputError(f"output {target} is the input file; choose another output path")
+    if target.exists() and not overwrite:
+        raise OutputError(f"output {target} exists; pass --overwrite to replace it")
+    if not target.parent.exists():
+        raise OutputError(f"output folder {target.parent} does not exist")
+
+
+class AtomicFile:
+    """A temporary file beside ``target``, renamed over it by :meth:`commit`.
+
+    Until ``commit`` nothing exists at ``target``; :meth:`discard` (also run by
+    a failed ``with`` block) removes the temporary, so a failed or interrupted
+    run leaves neither a partial output nor a stray temporary behind.
+    """
+
+    def __init__(self, target: Path | str) -> None:
+        self.target = Path(target)
+        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent or ".")
+        self.temp_path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temp_path, self.target)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temp_path.unlink()
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.discard()

@@ -1,0 +1,292 @@
+"""Flow and metrics stages: temporal consistency and fidelity, streamed with the frames.
+
+The flow stage computes optical flow between consecutive *input* frames (as
+Lai et al. 2018 do, so the output and the input are judged by the same
+motion) and attaches it to the frame. The metrics stage then computes, per
+frame, fidelity to the input (PSNR, SSIM, LPIPS) and temporal consistency
+against the previous frame (E_warp of the output and of the input, tOF,
+tLP), appends a CSV row as the frame passes, and keeps only running
+summaries.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..engine import BlockingStage, Frame, RunContext
+from ..options import ProcessOptions
+
+FLOW_METRICS = {"e_warp", "tof"}
+
+
+def analysis_stages(options: ProcessOptions) -> list[Any]:
+    """The flow and metrics stages ``options`` ask for."""
+    stages: list[Any] = []
+    if options.flow != "none":
+        stages.append(FlowStage(FlowConfig(backend=options.flow, weights_dir=options.weights_dir)))
+    if options.metrics:
+        csv_path = options.csv or (str(Path(options.report).with_suffix(".csv")) if options.report else None)
+        config = MetricsConfig(
+            metrics=options.metrics,
+            flow=options.flow,
+            csv=csv_path,
+            plot=options.plot,
+            weights_dir=options.weights_dir,
+        )
+        stages.append(MetricsStage(config))
+    return stages
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    backend: str = "dis"  # dis, dis_fast, dis_ultrafast, raft_small, raft_large
+    weights_dir: str | None = None
+    max_side: int | None = None  # RAFT only: estimate at most this size, flow scaled back
+
+
+class FlowStage(BlockingStage):
+    """Forward and backward flow between the previous and the current input frame.
+
+    Adds ``meta["flow"] = (forward, backward)``: forward maps the previous
+    frame to the current one, backward the current to the previous, both
+    (H, W, 2) float32 pixels at the input's geometry. The first frame has none.
+    """
+
+    name = "flow"
+    needs_previous = True
+
+    def __init__(self, config: FlowConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or FlowConfig()
+        self._estimator: Any = None
+
+    def setup_sync(self, ctx: RunContext) -> None:
+        from ..motion import DisFlow, RaftFlow
+
+        backend = self.config.backend
+        if backend.startswith("dis"):
+            preset = backend.partition("_")[2] or "medium"
+            self._estimator = DisFlow(preset=preset)
+        else:
+            from ..weights import path_for
+
+            variant = backend.removeprefix("raft_")
+            weights = path_for(backend, weights_dir=self.config.weights_dir)
+            self._estimator = RaftFlow(variant, weights, device=ctx.device, max_side=self.config.max_side)
+
+    def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
+        chain = [previous, *batch]
+        pairs = [(a, b) for a, b in itertools.pairwise(chain) if a is not None]
+        if pairs:
+            earlier = [input_pixels(a) for a, _ in pairs]
+            later = [input_pixels(b) for _, b in pairs]
+            forward = self._estimator.pairs(earlier, later)
+            backward = self._estimator.pairs(later, earlier)
+            for (_, frame), fw, bw in zip(pairs, forward, backward, strict=True):
+                frame.meta["flow"] = (fw, bw)
+        return batch
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.config.backend}
+
+
+def input_pixels(frame: Frame) -> np.ndarray:
+    """The decoded input of a frame (its pixels when no stage replaced them)."""
+    return frame.source if frame.source is not None else frame.as_array()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    metrics: tuple[str, ...] = ("psnr", "ssim", "e_warp")
+    flow: str = "dis"
+    csv: str | None = None
+    plot: str | None = None
+    weights_dir: str | None = None
+
+
+class RunningSummary:
+    """Mean, min, max and p95 of one metric; 4 bytes a frame, so memory stays small."""
+
+    def __init__(self) -> None:
+        self.values = array("f")
+
+    def add(self, value: float) -> None:
+        if math.isfinite(value):
+            self.values.append(value)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        if not self.values:
+            return {"count": 0, "mean": None, "min": None, "max": None, "p95": None}
+        data = np.frombuffer(self.values, dtype=np.float32).astype(np.float64)
+        return {
+            "count": int(data.size),
+            "mean": float(data.mean()),
+            "min": float(data.min()),
+            "max": float(data.max()),
+            "p95": float(np.percentile(data, 95)),
+        }
+
+
+class MetricsStage(BlockingStage):
+    """Per-frame quality and temporal-consistency numbers, streamed to CSV and summarised."""
+
+    name = "metrics"
+    needs_previous = True
+
+    def __init__(self, config: MetricsConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MetricsConfig()
+        self.unavailable: dict[str, str] = {}
+        self.summaries: dict[str, RunningSummary] = {}
+        self._lpips: Any = None
+        self._csv_file: Any = None
+        self._csv: Any = None
+        self._columns: list[str] = []
+
+    def setup_sync(self, ctx: RunContext) -> None:
+        wanted = list(self.config.metrics)
+        if self.config.flow == "none":
+            for name in FLOW_METRICS.intersection(wanted):
+                self.unavailable[name] = "needs optical flow (--flow dis or raft_*)"
+        if {"lpips", "tlp"}.intersection(wanted):
+            self._load_lpips(ctx.device)
+        self._columns = self._active_columns(wanted)
+        self.summaries = {column: RunningSummary() for column in self._columns}
+        if self.config.csv:
+            self._csv_file = Path(self.config.csv).open("w", newline="")  # noqa: SIM115 - closed in close_sync
+            self._csv = csv.writer(self._csv_file)
+            self._csv.writerow(["frame", *self._columns])
+
+    def _load_lpips(self, device: str) -> None:
+        from ..metrics import LpipsMetric, MetricUnavailable
+        from ..weights import WeightsMissingError, path_for
+
+        try:
+            self._lpips = LpipsMetric(path_for("alexnet", weights_dir=self.config.weights_dir), device=device)
+        except (MetricUnavailable, WeightsMissingError) as err:
+            for name in ("lpips", "tlp"):
+                self.unavailable[name] = str(err)
+
+    def _active_columns(self, wanted: list[str]) -> list[str]:
+        columns: list[str] = []
+        for name in wanted:
+            if name in self.unavailable:
+                continue
+            columns.extend(["e_warp", "e_warp_input", "e_warp_ratio"] if name == "e_warp" else [name])
+        return columns
+
+    def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
+        for frame in batch:
+            values = self._frame_metrics(frame, previous)
+            frame.meta["metrics"] = values
+            for name, value in values.items():
+                self.summaries[name].add(value)
+            if self._csv is not None:
+                self._csv.writerow([frame.index, *(_cell(values.get(c)) for c in self._columns)])
+            previous = frame
+        if self._csv_file is not None:
+            self._csv_file.flush()
+        return batch
+
+    def _frame_metrics(self, frame: Frame, previous: Frame | None) -> dict[str, float]:
+        from ..metrics import psnr, ssim, tof, warp_error
+
+        out, ref = frame.as_array(), input_pixels(frame)
+        wanted = set(self._columns)
+        values: dict[str, float] = {}
+        if "psnr" in wanted:
+            values["psnr"] = psnr(ref, out)
+        if "ssim" in wanted:
+            values["ssim"] = ssim(ref, out)
+        if "lpips" in wanted:
+            values["lpips"] = self._lpips(ref, _at_geometry(out, ref))
+        if previous is None:
+            return values
+        prev_out, prev_in = previous.as_array(), input_pixels(previous)
+        flow = frame.meta.get("flow")
+        if "e_warp" in wanted and flow is not None:
+            forward, backward = flow
+            e_in = warp_error(prev_in, ref, forward, backward)
+            e_out = warp_error(prev_out, out, *_flows_at(forward, backward, out.shape))
+            values.update(e_warp=e_out, e_warp_input=e_in, e_warp_ratio=e_out / e_in if e_in > 0 else math.nan)
+        if "tof" in wanted:
+            values["tof"] = tof(prev_in, ref, prev_out, out)
+        if "tlp" in wanted:
+            values["tlp"] = self._lpips.tlp(prev_in, ref, _at_geometry(prev_out, ref), _at_geometry(out, ref))
+        return values
+
+    def close_sync(self) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = self._csv = None
+            if self.config.plot:
+                plot_metrics(Path(self.config.csv or ""), Path(self.config.plot))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "summary": {name: s.as_dict() for name, s in self.summaries.items()},
+            "unavailable": dict(self.unavailable),
+            "flow_backend": self.config.flow,
+            "csv": self.config.csv,
+            "plot": self.config.plot,
+        }
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
+
+
+def _at_geometry(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``image`` resized (INTER_AREA) to ``reference``'s height and width, if they differ."""
+    height, width = reference.shape[:2]
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _flows_at(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Flows estimated on the input, carried to the output's geometry (resized, vectors scaled)."""
+    return _flow_at(forward, shape), _flow_at(backward, shape)
+
+
+def _flow_at(flow: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    height, width = shape[:2]
+    if flow.shape[:2] == (height, width):
+        return flow
+    scale_x, scale_y = width / flow.shape[1], height / flow.shape[0]
+    resized = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+    resized[..., 0] *= scale_x
+    resized[..., 1] *= scale_y
+    return resized
+
+
+def plot_metrics(csv_path: Path, png_path: Path) -> None:
+    """Draw every metric column of a metrics CSV against the frame index."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [c for c in (rows[0].keys() if rows else []) if c != "frame"]
+    fig, axes = plt.subplots(max(len(columns), 1), 1, figsize=(8, 1.8 * max(len(columns), 1)), sharex=True)
+    for ax, column in zip(np.atleast_1d(axes), columns, strict=False):
+        points = [(int(r["frame"]), float(r[column])) for r in rows if r[column]]
+        if points:
+            ax.plot(*zip(*points, strict=True), linewidth=1)
+        ax.set_ylabel(column)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
