@@ -13,9 +13,10 @@ from .errors import (
     StageError,
 )
 from .frame import Frame, StreamInfo
-from .io import Sink, Source, ThreadWorker, iterate_in_thread, run
+from .io import Sink, Source, iterate_in_thread, run
 from .runner import Pipeline, RunnerConfig, RunStats, StageStats
 from .stage import BlockingStage, RunContext, Stage
+from .worker import ThreadWorker
 
 __all__ = [
     "BlockingStage",

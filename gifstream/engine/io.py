@@ -8,13 +8,13 @@ The engine knows only these protocols, never a file format.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from .frame import Frame, StreamInfo
 from .runner import Pipeline, RunnerConfig, RunStats
 from .stage import RunContext, Stage
+from .worker import ThreadWorker
 
 T = TypeVar("T")
 
@@ -44,19 +44,6 @@ class Sink(Protocol):
     def finish(self) -> None: ...
 
     def abort(self) -> None: ...
-
-
-class ThreadWorker:
-    """One thread that runs blocking calls in order, for one source or sink."""
-
-    def __init__(self, name: str) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 _DONE = object()

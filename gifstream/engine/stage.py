@@ -7,13 +7,12 @@ batching and ordering; a stage only knows how to process a batch.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .frame import Frame, StreamInfo
+from .worker import ThreadWorker
 
 
 @dataclass(slots=True)
@@ -61,12 +60,10 @@ class BlockingStage:
     needs_previous: bool = False
 
     def __init__(self) -> None:
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._worker: ThreadWorker | None = None
 
     async def setup(self, ctx: RunContext) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"gifstream-{self.name}"
-        )
+        self._worker = ThreadWorker(f"gifstream-{self.name}")
         await self._run(self.setup_sync, ctx)
 
     async def process(self, batch: Sequence[Frame], previous: Frame | None) -> list[Frame]:
@@ -74,13 +71,13 @@ class BlockingStage:
         return result
 
     async def close(self) -> None:
-        if self._executor is None:
+        if self._worker is None:
             return
         try:
             await self._run(self.close_sync)
         finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+            self._worker.shutdown()
+            self._worker = None
 
     def setup_sync(self, ctx: RunContext) -> None:
         """Load models, pick threads; runs on the stage's worker thread."""
@@ -92,7 +89,6 @@ class BlockingStage:
         """Release what setup_sync took; runs on the stage's worker thread."""
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        if self._executor is None:
+        if self._worker is None:
             raise RuntimeError(f"stage {self.name!r} used before setup()")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await self._worker.call(fn, *args)
