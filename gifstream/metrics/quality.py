@@ -70,7 +70,9 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """
     reference, test = matched_pair(reference, test)
     if min(reference.shape[:2]) < SSIM_WINDOW:
-        raise InputError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {reference.shape[1]}x{reference.shape[0]}")
+        raise InputError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {reference.shape[1]}x{reference.shape[0]}"
+        )
     return float(structural_similarity(reference, test, data_range=255, channel_axis=2))
 
 

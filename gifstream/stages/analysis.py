@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..engine import BlockingStage, Frame, RunContext
@@ -198,7 +197,7 @@ class MetricsStage(BlockingStage):
         return batch
 
     def _frame_metrics(self, frame: Frame, previous: Frame | None) -> dict[str, float]:
-        from ..metrics import psnr, ssim, tof, warp_error
+        from ..metrics import match_geometry, psnr, ssim, tof, warp_error_pair
 
         out, ref = frame.as_array(), input_pixels(frame)
         wanted = set(self._columns)
@@ -208,20 +207,18 @@ class MetricsStage(BlockingStage):
         if "ssim" in wanted:
             values["ssim"] = ssim(ref, out)
         if "lpips" in wanted:
-            values["lpips"] = self._lpips(ref, _at_geometry(out, ref))
+            values["lpips"] = self._lpips(ref, match_geometry(ref, out))
         if previous is None:
             return values
         prev_out, prev_in = previous.as_array(), input_pixels(previous)
         flow = frame.meta.get("flow")
         if "e_warp" in wanted and flow is not None:
-            forward, backward = flow
-            e_in = warp_error(prev_in, ref, forward, backward)
-            e_out = warp_error(prev_out, out, *_flows_at(forward, backward, out.shape))
-            values.update(e_warp=e_out, e_warp_input=e_in, e_warp_ratio=e_out / e_in if e_in > 0 else math.nan)
+            pair = warp_error_pair(prev_in, ref, prev_out, out, *flow)
+            values.update(e_warp=pair.output, e_warp_input=pair.input, e_warp_ratio=pair.ratio)
         if "tof" in wanted:
             values["tof"] = tof(prev_in, ref, prev_out, out)
         if "tlp" in wanted:
-            values["tlp"] = self._lpips.tlp(prev_in, ref, _at_geometry(prev_out, ref), _at_geometry(out, ref))
+            values["tlp"] = self._lpips.tlp(prev_in, ref, match_geometry(ref, prev_out), match_geometry(ref, out))
         return values
 
     def close_sync(self) -> None:
@@ -243,30 +240,6 @@ class MetricsStage(BlockingStage):
 
 def _cell(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
-
-
-def _at_geometry(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``image`` resized (INTER_AREA) to ``reference``'s height and width, if they differ."""
-    height, width = reference.shape[:2]
-    if image.shape[:2] == (height, width):
-        return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def _flows_at(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Flows estimated on the input, carried to the output's geometry (resized, vectors scaled)."""
-    return _flow_at(forward, shape), _flow_at(backward, shape)
-
-
-def _flow_at(flow: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    height, width = shape[:2]
-    if flow.shape[:2] == (height, width):
-        return flow
-    scale_x, scale_y = width / flow.shape[1], height / flow.shape[0]
-    resized = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-    resized[..., 0] *= scale_x
-    resized[..., 1] *= scale_y
-    return resized
 
 
 def plot_metrics(csv_path: Path, png_path: Path) -> None:

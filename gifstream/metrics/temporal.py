@@ -1,0 +1,145 @@
+"""Temporal-consistency metrics: warping error (Lai et al. 2018) and TecoGAN's tOF.
+
+Measured on a restored output with the motion of its input, they tell
+whether restoration added flicker that the input did not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..motion.flow import check_flow, check_pair, to_gray
+from ..motion.warp import backward_warp, inside_frame, occlusion_mask
+from .quality import match_geometry
+
+# TecoGAN's Farnebäck settings for tOF.
+FARNEBACK_PARAMS = {
+    "pyr_scale": 0.5,
+    "levels": 3,
+    "winsize": 15,
+    "iterations": 3,
+    "poly_n": 5,
+    "poly_sigma": 1.2,
+    "flags": 0,
+}
+
+
+def reliable_pixels(flow_fw: np.ndarray, flow_bw: np.ndarray | None) -> np.ndarray:
+    """(H, W) bool: pixels whose forward flow lands inside frame t+1 and, given ``flow_bw``, are not occluded."""
+    valid = inside_frame(flow_fw)
+    if flow_bw is not None:
+        valid &= ~occlusion_mask(flow_fw, flow_bw)
+    return valid
+
+
+def to_unit(frame: np.ndarray) -> np.ndarray:
+    """uint8 RGB as float32 in [0, 1]."""
+    return frame.astype(np.float32) / 255.0
+
+
+def masked_warp_error(frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.ndarray, valid: np.ndarray) -> float:
+    """Mean squared error (over ``valid`` pixels and channels) between frame t and frame t+1 warped back to t."""
+    if not valid.any():
+        return float("nan")
+    predicted_t = backward_warp(to_unit(frame_t1), flow_fw)
+    squared = ((to_unit(frame_t) - predicted_t) ** 2).mean(axis=2)
+    return float(squared[valid].mean())
+
+
+def check_frames_and_flows(
+    frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    frame_t, frame_t1 = check_pair(frame_t, frame_t1, ("frame_t", "frame_t1"))
+    height, width = frame_t.shape[:2]
+    check_flow("flow_fw", flow_fw, height, width)
+    if flow_bw is not None:
+        check_flow("flow_bw", flow_bw, height, width)
+    return frame_t, frame_t1
+
+
+def warp_error(
+    frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None = None
+) -> float:
+    """E_warp of Lai et al. 2018 for one pair of uint8 RGB frames.
+
+    Frame t+1 is warped back to t with ``flow_fw`` = F(t→t+1)
+    (:func:`~gifstream.motion.warp.backward_warp`) and compared with frame t;
+    the result is the squared error, frames scaled to [0, 1], averaged over
+    the colour channels and over the reliable pixels.
+
+    Pixels whose flow points outside the frame are always left out (the
+    warp could only repeat the border there). With ``flow_bw`` = B(t+1→t),
+    occluded pixels are left out too
+    (:func:`~gifstream.motion.warp.occlusion_mask`), as in the paper.
+    Without it no occlusion mask is applied, so regions that get covered or
+    uncovered count and the error reads higher. NaN when no pixel is left.
+    """
+    frame_t, frame_t1 = check_frames_and_flows(frame_t, frame_t1, flow_fw, flow_bw)
+    return masked_warp_error(frame_t, frame_t1, flow_fw, reliable_pixels(flow_fw, flow_bw))
+
+
+@dataclass(frozen=True, slots=True)
+class WarpErrorPair:
+    """E_warp of the input and of the output, measured with the same input flow and mask."""
+
+    input: float
+    output: float
+
+    @property
+    def ratio(self) -> float:
+        """output / input: above 1 when restoration added temporal flicker."""
+        if self.input == 0:
+            return float("inf") if self.output > 0 else 1.0
+        return self.output / self.input
+
+
+def warp_error_pair(
+    in_t: np.ndarray,
+    in_t1: np.ndarray,
+    out_t: np.ndarray,
+    out_t1: np.ndarray,
+    flow_fw: np.ndarray,
+    flow_bw: np.ndarray | None = None,
+) -> WarpErrorPair:
+    """E_warp of the input pair and of the output pair, both with the flow measured on the input.
+
+    Flow on the restored output would follow whatever flicker restoration
+    added, so the input's flow (and occlusion mask) is the common yardstick.
+    Outputs at another size are resized to the input's with OpenCV
+    INTER_AREA first (a differing aspect ratio raises InputError).
+    """
+    in_t, in_t1 = check_frames_and_flows(in_t, in_t1, flow_fw, flow_bw)
+    out_t, out_t1 = check_pair(out_t, out_t1, ("out_t", "out_t1"))
+    out_t = match_geometry(in_t, out_t)
+    out_t1 = match_geometry(in_t, out_t1)
+    valid = reliable_pixels(flow_fw, flow_bw)
+    return WarpErrorPair(
+        input=masked_warp_error(in_t, in_t1, flow_fw, valid),
+        output=masked_warp_error(out_t, out_t1, flow_fw, valid),
+    )
+
+
+def farneback_flow(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """OpenCV Farnebäck flow between two uint8 RGB frames, on grayscale, with TecoGAN's settings."""
+    return cv2.calcOpticalFlowFarneback(to_gray(prev), to_gray(cur), None, **FARNEBACK_PARAMS)
+
+
+def tof(in_prev: np.ndarray, in_cur: np.ndarray, out_prev: np.ndarray, out_cur: np.ndarray) -> float:
+    """TecoGAN's tOF: mean over pixels of the length of (flow_in − flow_out).
+
+    Flows are Farnebäck (pyr_scale 0.5, levels 3, winsize 15, iterations 3,
+    poly_n 5, poly_sigma 1.2) on grayscale, from the previous to the current
+    frame. Outputs at another size are resized to the input's geometry with
+    OpenCV INTER_AREA first (a differing aspect ratio raises InputError).
+    Unlike TecoGAN's script, no border is cropped. 0 means the output moves
+    exactly as the input does.
+    """
+    in_prev, in_cur = check_pair(in_prev, in_cur, ("in_prev", "in_cur"))
+    out_prev, out_cur = check_pair(out_prev, out_cur, ("out_prev", "out_cur"))
+    out_prev = match_geometry(in_prev, out_prev)
+    out_cur = match_geometry(in_prev, out_cur)
+    difference = farneback_flow(in_prev, in_cur) - farneback_flow(out_prev, out_cur)
+    return float(np.sqrt((difference**2).sum(axis=2)).mean())
