@@ -29,9 +29,8 @@ def shared_testdata() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_network_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point every weights cache at an empty temporary folder, so no test reads a user's cache."""
-    home = tmp_path_factory.getbasetemp() / "gifstream-home"
-    home.mkdir(exist_ok=True)
+def _private_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give each test empty caches of its own, so no test reads a user's cache or another test's files."""
+    home = tmp_path_factory.mktemp("gifstream-home")
     monkeypatch.setenv("GIFSTREAM_HOME", str(home))
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
