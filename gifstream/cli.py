@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -42,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_ERROR
     except GifstreamError as err:
+        if _caused_by_broken_pipe(err):
+            _silence_stdout()  # the reader went away (`… -o - | head`): nothing to report
+            return EXIT_ERROR
         if getattr(args, "debug", False):
             raise
         print(f"gifstream: error: {_one_line(err)}", file=sys.stderr)
@@ -233,6 +238,14 @@ def _add_models(commands: Any) -> None:
             sub.set_defaults(handler=run_models)
 
 
+def _caused_by_broken_pipe(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, BrokenPipeError):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
@@ -240,11 +253,27 @@ def _one_line(err: BaseException) -> str:
 def _silence_stdout() -> None:
     # A closed pipe (`gifstream ... -o - | head`): point stdout at devnull so the
     # interpreter's final flush does not raise again.
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def console_main() -> None:
+    """The ``gifstream`` executable."""
+    code = main()
+    if _workers_still_busy():
+        # A worker thread is still blocked (say, reading a pipe that sends
+        # nothing). Cleanup has already run on the event loop; finalising the
+        # interpreter under that thread would abort on the stream's lock, so
+        # leave directly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _workers_still_busy() -> bool:
+    return any(t.name.startswith("gifstream-") and t.is_alive() for t in threading.enumerate())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -8,6 +8,7 @@ The engine knows only these protocols, never a file format.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
@@ -50,7 +51,12 @@ _DONE = object()
 
 
 async def iterate_in_thread(iterator: Iterator[T], worker: ThreadWorker) -> AsyncIterator[T]:
-    """Turn a blocking iterator into an async one, each ``next`` on ``worker``'s thread."""
+    """Turn a blocking iterator into an async one, each ``next`` on ``worker``'s thread.
+
+    Closing it queues the iterator's ``close`` on the worker without waiting:
+    when it is closed because the run was cancelled, the worker may still be
+    blocked inside ``next`` (a pipe that sends nothing), and waiting would hang.
+    """
     try:
         while True:
             item = await worker.call(next, iterator, _DONE)
@@ -60,7 +66,7 @@ async def iterate_in_thread(iterator: Iterator[T], worker: ThreadWorker) -> Asyn
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
-            await worker.call(close)
+            worker.submit(close)
 
 
 async def run(
@@ -71,11 +77,14 @@ async def run(
     config: RunnerConfig | None = None,
     on_open: Callable[[StreamInfo], None] | None = None,
     on_frame: Callable[[Frame], None] | None = None,
+    abort_timeout: float = 0.5,
 ) -> RunStats:
     """Decode ``source``, pass every frame through ``stages`` and encode into ``sink``.
 
     On any error or cancellation the sink is aborted (no partial output), every
-    stage is closed and the source is closed; the error propagates.
+    stage is closed and the source is closed; the error propagates. After an
+    error, closing a source still blocked in a read is waited for at most
+    ``abort_timeout`` seconds, so an interrupted run ends promptly.
     """
     ctx = ctx or RunContext()
     reader, writer = ThreadWorker("gifstream-source"), ThreadWorker("gifstream-sink")
@@ -96,10 +105,15 @@ async def run(
                     on_frame(frame)
         await writer.call(sink.finish)
         sink_opened = False
+        await reader.call(source.close)
         return pipeline.stats
-    finally:
+    except BaseException:
         if sink_opened:
+            # Removing a partial output matters more than speed: always wait for it.
             await asyncio.shield(writer.call(sink.abort))
-        await asyncio.shield(reader.call(source.close))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader.call(source.close)), abort_timeout)
+        raise
+    finally:
         reader.shutdown()
         writer.shutdown()

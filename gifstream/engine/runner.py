@@ -37,6 +37,9 @@ class RunnerConfig:
     queue_depth: int = 4  # frames each inter-stage queue holds at most
     batch_size: int | None = None  # caps every stage's max_batch when set
     batch_timeout: float = 0.005  # seconds a batchable stage waits for its batch to fill
+    # After an error or cancellation, how long to wait for stages (which may be
+    # mid-batch on their threads) to close; their close still runs afterwards.
+    close_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         if self.queue_depth < 1:
@@ -164,9 +167,10 @@ class Pipeline:
             task.cancel()
         # Wait for the tasks (and any worker thread mid-batch) before closing stages.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._close_stages()
-        await _aclose(self._source)
         failure = self._failure
+        aborting = exc_info[0] is not None or (failure is not None and failure.done())
+        await self._close_stages(self._config.close_timeout if aborting else None)
+        await _aclose(self._source)
         if failure is not None and failure.done() and exc_info[0] is None:
             raise failure.result()
 
@@ -268,12 +272,18 @@ class Pipeline:
         for other in self._tasks:
             other.cancel()
 
-    async def _close_stages(self) -> None:
+    async def _close_stages(self, timeout: float | None = None) -> None:
+        """Close every stage set up, last first; with ``timeout``, wait that long in all."""
         errors: list[BaseException] = []
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._ready:
             stage = self._ready.pop()
+            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
             try:
-                await stage.close()
+                await asyncio.wait_for(stage.close(), remaining)
+            except TimeoutError:
+                continue  # busy with a batch; it closes when the batch ends
             except Exception as err:  # close every stage even if one fails
                 errors.append(StageError(stage.name, None, err))
         if errors and (self._failure is None or not self._failure.done()):

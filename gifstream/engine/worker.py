@@ -20,7 +20,7 @@ class ThreadWorker:
     """
 
     def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any] | None] | None]
         self._calls = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -29,6 +29,10 @@ class ThreadWorker:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls.put((fn, args, future))
         return await future
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn`` without waiting for it (its result and errors are dropped)."""
+        self._calls.put((fn, args, None))
 
     def shutdown(self) -> None:
         self._calls.put(None)
@@ -39,9 +43,11 @@ class ThreadWorker:
             try:
                 result = fn(*args)
             except BaseException as err:  # handed to the awaiting coroutine, raised there
-                _settle(future, None, err)
+                if future is not None:
+                    _settle(future, None, err)
             else:
-                _settle(future, result, None)
+                if future is not None:
+                    _settle(future, result, None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

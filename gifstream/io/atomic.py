@@ -13,16 +13,19 @@ from ..engine.errors import OutputError
 
 def check_target(target: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse to clobber an existing file, or to write over an input."""
-    for source in inputs:
-        with contextlib.suppress(OSError):
-            if source.exists() and target.exists() and os.path.samefile(source, target):
-                raise OutputError(f"output {target} is the input file; choose another output path")
-            if source.resolve() == target.resolve():
-                raise OutputError(f"output {target} is the input file; choose another output path")
+    if any(_same_file(source, target) for source in inputs):
+        raise OutputError(f"output {target} is the input file; choose another output path")
     if target.exists() and not overwrite:
         raise OutputError(f"output {target} exists; pass --overwrite to replace it")
     if not target.parent.exists():
         raise OutputError(f"output folder {target.parent} does not exist")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
 
 
 class AtomicFile:
