@@ -42,7 +42,7 @@ def test_every_shipped_preset_loads(name: str) -> None:
 def test_unknown_keys_and_bad_values_are_refused_with_the_option_named(tmp_path: Path) -> None:
     preset = tmp_path / "bad.toml"
     preset.write_text("[process]\nrestorrer = 'classic'\n")
-    with pytest.raises(ConfigError, match="unknown option.*restorrer"):
+    with pytest.raises(ConfigError, match=r"unknown option.*restorrer"):
         parse("--config", str(preset))
     with pytest.raises(ConfigError, match="--metrics must be one of"):
         parse("--metrics", "psnr,sharpness")
