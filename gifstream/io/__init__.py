@@ -47,7 +47,7 @@ def open_source(
     if size is not None:
         from .raw import RawSource
 
-        return RawSource(path.open("rb"), size[0], size[1], fps=fps, limits=limits)
+        return RawSource(path.open("rb"), size[0], size[1], fps=fps, limits=limits, close_stream=True)
     with path.open("rb") as handle:
         head = handle.read(6)
     if head in _GIF_MAGIC:

@@ -11,6 +11,15 @@ from typing import BinaryIO
 from ..engine.errors import OutputError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def check_target(target: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse to clobber an existing file, or to write over an input."""
     if any(_same_file(source, target) for source in inputs):
@@ -39,6 +48,8 @@ class AtomicFile:
     def __init__(self, target: Path | str) -> None:
         self.target = Path(target)
         fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent or ".")
+        # mkstemp creates the file 0600; a finished output gets the usual umask-based mode.
+        os.chmod(fd, 0o666 & ~_UMASK)
         self.temp_path = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "w+b")
 
