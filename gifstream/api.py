@@ -8,7 +8,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -116,8 +116,14 @@ async def process_async(
     output: Output,
     options: ProcessOptions,
     progress: Callable[[StreamInfo], Callable[[Frame], None]] | None = None,
+    extra_stages: Sequence[Stage] = (),
 ) -> dict[str, Any]:
-    """The coroutine behind :func:`process`; ``progress`` builds a per-frame callback once the input is open."""
+    """The coroutine behind :func:`process`.
+
+    ``progress`` builds a per-frame callback once the input is open;
+    ``extra_stages`` (your own :class:`~gifstream.engine.Stage` objects) run
+    after the built-in ones, before the encoder.
+    """
     _refuse_output_over_input(input, output, options)
     source = open_source(input, size=options.size, fps=options.fps, limits=limits_of(options))
     kind = output_format(output, options.format)
@@ -129,7 +135,7 @@ async def process_async(
         gif_options=gif_options,
         video_options=video_options,
     )
-    stages = build_stages(options)
+    stages = [*build_stages(options), *extra_stages]
     ctx = RunContext(device=resolve_device(options.device, _needs_torch(options)), options={"quiet": options.quiet})
     summary = FrameSummary()
     callbacks: list[Callable[[Frame], None]] = [summary.add]
