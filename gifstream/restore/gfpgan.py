@@ -1,0 +1,383 @@
+"""GFPGAN v1.3 face restoration with a Real-ESRGAN x2 background, batched across frames.
+
+For each frame the result is what GFPGAN's own ``GFPGANer.enhance`` gives
+(``arch="clean"``, ``upscale=2``, Real-ESRGAN x2plus with ``tile=400``,
+``tile_pad=10``, ``pre_pad=0`` as the background upsampler), but the work is
+grouped: the aligned face crops of every frame in a batch go through GFPGAN
+together (in chunks of ``max_faces_per_batch``), and equal-size frames go
+through Real-ESRGAN together, tile by tile. facexlib's own alignment,
+inverse-affine and paste-back code is reused for each frame.
+
+GFPGANer draws fresh noise for the StyleGAN2 decoder on every call
+(``randomize_noise=True``); so does this restorer, to give the same images.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..engine import ConfigError, InputError
+from .base import Restored, check_rgb, expand_repeats, repeats_previous
+from .compat import import_model_libraries
+from .detect import Detector, FaceDetection, RetinaFaceDetector
+
+# GFPGANer's network and helper settings for the v1.3/v1.4 "clean" checkpoints.
+GFPGAN_CLEAN_ARCH: dict[str, Any] = {
+    "out_size": 512,
+    "num_style_feat": 512,
+    "channel_multiplier": 2,
+    "decoder_load_path": None,
+    "fix_decoder": False,
+    "num_mlp": 8,
+    "input_is_latent": True,
+    "different_w": True,
+    "narrow": 1,
+    "sft_half": True,
+}
+REALESRGAN_X2PLUS_ARCH: dict[str, Any] = {
+    "num_in_ch": 3,
+    "num_out_ch": 3,
+    "num_feat": 64,
+    "num_block": 23,
+    "num_grow_ch": 32,
+    "scale": 2,
+}
+FACE_SIZE = 512
+# facexlib's five-point FFHQ template for 512x512 crops (FaceRestoreHelper, crop_ratio (1, 1)).
+FFHQ_TEMPLATE_512 = np.array(
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ]
+)
+DETECTION_THRESHOLD = 0.97  # GFPGANer's RetinaFace confidence cut-off
+EYE_DISTANCE_THRESHOLD = 5.0  # GFPGANer skips faces whose eyes are closer than this (pixels)
+GFPGAN_WEIGHT = 0.5  # what GFPGANer passes as ``weight`` (the clean architecture ignores it)
+
+
+@dataclass(frozen=True, slots=True)
+class GfpganNetworks:
+    """The loaded networks: GFPGAN, the face parser, and optionally RetinaFace and Real-ESRGAN."""
+
+    face: Any
+    parser: Any
+    retinaface: Any | None = None
+    background: Any | None = None  # None: the background is upscaled with Lanczos, as GFPGANer does without one
+
+
+class GfpganRestorer:
+    """GFPGAN v1.3 faces on a Real-ESRGAN x2 background, for batches of RGB frames.
+
+    The weight files are given as paths (see :mod:`gifstream.weights` for
+    where they come from). ``detector`` replaces RetinaFace (then
+    ``detection_path`` may be None); ``realesrgan_path=None`` upscales the
+    background with Lanczos instead. Only the networks are kept between
+    calls; everything about a frame lives inside :meth:`restore`.
+    """
+
+    name = "gfpgan"
+
+    def __init__(
+        self,
+        gfpgan_path: str | Path,
+        realesrgan_path: str | Path | None,
+        detection_path: str | Path | None,
+        parsing_path: str | Path,
+        *,
+        upscale: float = 2,
+        device: str = "cpu",
+        max_faces_per_batch: int = 8,
+        bg_tile: int = 400,
+        bg_tile_pad: int = 10,
+        detector: Detector | None = None,
+        detection_threshold: float = DETECTION_THRESHOLD,
+        eye_distance_threshold: float = EYE_DISTANCE_THRESHOLD,
+    ) -> None:
+        import torch
+
+        if max_faces_per_batch < 1:
+            raise ConfigError(f"max_faces_per_batch must be >= 1, got {max_faces_per_batch}")
+        if detector is None and detection_path is None:
+            raise ConfigError("GfpganRestorer needs detection_path (RetinaFace weights) when no detector is given")
+        import_model_libraries()
+        self.device = torch.device(device)
+        self.upscale = upscale
+        self.max_faces_per_batch = max_faces_per_batch
+        self.bg_tile = bg_tile
+        self.bg_tile_pad = bg_tile_pad
+        self.eye_distance_threshold = eye_distance_threshold
+        face_weights, parser_weights = Path(gfpgan_path), Path(parsing_path)
+        background_weights = None if realesrgan_path is None else Path(realesrgan_path)
+        detector_weights = None if detector is not None or detection_path is None else Path(detection_path)
+        self.paths: dict[str, Path | None] = {
+            "gfpgan": face_weights,
+            "realesrgan": background_weights,
+            "detection": detector_weights,
+            "parsing": parser_weights,
+        }
+        self.networks = load_networks(face_weights, background_weights, detector_weights, parser_weights, self.device)
+        self.detector: Detector = detector or RetinaFaceDetector(self.networks.retinaface, detection_threshold)
+
+    def restore(self, frames: Sequence[np.ndarray]) -> list[Restored]:
+        import torch
+
+        frames = [check_rgb(frame, i) for i, frame in enumerate(frames)]
+        repeats = repeats_previous(frames)
+        fresh = [frame for frame, repeated in zip(frames, repeats, strict=True) if not repeated]
+        if not fresh:
+            return []
+        landmarks = [self._alignable(faces) for faces in self.detector(fresh)]
+        with torch.inference_mode():
+            helpers = [
+                align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
+                for frame, marks in zip(fresh, landmarks, strict=True)
+            ]
+            restored = iter(self._restore_faces([crop for helper in helpers for crop in helper.cropped_faces]))
+            backgrounds = self._upsample_backgrounds(fresh)
+            unique = []
+            for helper, background in zip(helpers, backgrounds, strict=True):
+                for _ in helper.cropped_faces:
+                    helper.add_restored_face(next(restored))
+                helper.get_inverse_affine(None)
+                pasted = helper.paste_faces_to_input_image(upsample_img=background)
+                unique.append(Restored(cv2.cvtColor(pasted, cv2.COLOR_BGR2RGB), len(helper.cropped_faces)))
+        return expand_repeats(unique, repeats)
+
+    def restore_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [restored.pixels for restored in self.restore(frames)]
+
+    def describe(self) -> dict[str, Any]:
+        weights = {
+            role: {"file": path.name, "sha256": file_sha256(path)}
+            for role, path in self.paths.items()
+            if path is not None
+        }
+        return {"restorer": self.name, "scale": self.upscale, "device": str(self.device), "weights": weights}
+
+    def _alignable(self, faces: list[FaceDetection]) -> list[np.ndarray]:
+        """Landmarks of the faces GFPGANer would restore (it skips faces with eyes too close together)."""
+        return [
+            np.asarray(face.landmarks, dtype=np.float32)
+            for face in faces
+            if face.landmarks is not None and (face.eye_distance or 0.0) >= self.eye_distance_threshold
+        ]
+
+    def _restore_faces(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Aligned 512x512 BGR crops → restored BGR faces, one GFPGAN forward per chunk of crops."""
+        import torch
+        from basicsr.utils import img2tensor, tensor2img
+        from torchvision.transforms.functional import normalize
+
+        restored: list[np.ndarray] = []
+        for start in range(0, len(crops), self.max_faces_per_batch):
+            chunk = crops[start : start + self.max_faces_per_batch]
+            batch = torch.stack([img2tensor(crop / 255.0, bgr2rgb=True, float32=True) for crop in chunk])
+            normalize(batch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+            # GFPGAN stays in float32 everywhere: its StyleGAN2 decoder degrades in half precision.
+            output = self.networks.face(self._upload(batch), return_rgb=False, weight=GFPGAN_WEIGHT)[0]
+            restored.extend(tensor2img(face, rgb2bgr=True, min_max=(-1, 1)).astype(np.uint8) for face in output)
+        return restored
+
+    def _upsample_backgrounds(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Each frame's background (BGR, at the output size), equal-size frames sharing each forward."""
+        net = self.networks.background
+        if net is None:
+            return [None] * len(frames)
+        import torch
+
+        backgrounds: list[np.ndarray | None] = [None] * len(frames)
+        for indices in group_by_shape(frames).values():
+            batch = torch.from_numpy(np.stack([frames[i] for i in indices]).astype(np.float32) / 255).permute(
+                0, 3, 1, 2
+            )
+            batch = self._upload(batch)
+            if self.device.type == "cuda":
+                batch = batch.half().contiguous(memory_format=torch.channels_last)
+            output = upsample_tiled(net, batch, REALESRGAN_X2PLUS_ARCH["scale"], self.bg_tile, self.bg_tile_pad)
+            images = output.float().clamp_(0, 1).cpu().numpy().transpose(0, 2, 3, 1)
+            for i, image in zip(indices, images, strict=True):
+                backgrounds[i] = background_at_scale(image, frames[i].shape, self.upscale)
+        return backgrounds
+
+    def _upload(self, batch: Any) -> Any:
+        if self.device.type == "cuda":
+            # Pinned host memory lets the copy run asynchronously with the work already queued.
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
+
+
+@functools.cache
+def face_helper_class() -> type:
+    """facexlib's FaceRestoreHelper without its model loading, for one frame's faces.
+
+    FaceRestoreHelper.__init__ loads (and may download) a detector and a
+    parser for every instance; here detection comes from the restorer's
+    detector and one parser is shared, while alignment, inverse affine and
+    paste-back are facexlib's own methods. (Built on first use: facexlib is
+    imported lazily.)
+    """
+    from facexlib.utils.face_restoration_helper import FaceRestoreHelper
+
+    class FrameFaces(FaceRestoreHelper):  # type: ignore[misc]
+        def __init__(self, upscale: float, parser: Any, device: Any) -> None:
+            # The state FaceRestoreHelper.__init__ sets for face_size=512, crop_ratio=(1, 1), use_parse=True.
+            self.template_3points = False
+            self.pad_blur = False
+            self.upscale_factor = upscale
+            self.crop_ratio = (1, 1)
+            self.face_size = (FACE_SIZE, FACE_SIZE)
+            self.face_template = FFHQ_TEMPLATE_512.copy()
+            self.save_ext = "png"
+            self.use_parse = True
+            self.face_parse = parser
+            self.device = device
+            self.clean_all()
+
+    return FrameFaces
+
+
+def align_faces(image_bgr: np.ndarray, landmarks: list[np.ndarray], upscale: float, parser: Any, device: Any) -> Any:
+    """A facexlib helper holding ``image_bgr`` and its faces aligned to 512x512 crops."""
+    helper = face_helper_class()(upscale, parser, device)
+    helper.read_image(image_bgr)
+    for marks in landmarks:
+        helper.all_landmarks_5.append(marks)
+    helper.align_warp_face()
+    return helper
+
+
+def bgr(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def group_by_shape(frames: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    """Indices of ``frames`` grouped by shape, in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, frame in enumerate(frames):
+        groups[frame.shape].append(i)
+    return groups
+
+
+def upsample_tiled(net: Any, images: Any, scale: int, tile: int, tile_pad: int) -> Any:
+    """Real-ESRGAN inference on a batch of equal-size images, tile by tile, as RealESRGANer does it.
+
+    Same steps as RealESRGANer's pre_process (with pre_pad=0), tile_process
+    and post_process: reflect-pad to a multiple of the model's modulus, run
+    ``tile``-pixel tiles with ``tile_pad`` pixels of context (0 = whole
+    image), keep each tile's centre, crop the padding off. Every tile takes
+    the whole batch in one forward.
+    """
+    import torch.nn.functional as F
+
+    modulus = {2: 2, 1: 4}.get(scale, 1)
+    _, _, height, width = images.shape
+    pad_h, pad_w = (-height) % modulus, (-width) % modulus
+    if pad_h or pad_w:
+        images = F.pad(images, (0, pad_w, 0, pad_h), "reflect")
+    output = net(images) if tile <= 0 else _tiled_forward(net, images, scale, tile, tile_pad)
+    return output[:, :, : height * scale, : width * scale]
+
+
+def _tiled_forward(net: Any, images: Any, scale: int, tile: int, tile_pad: int) -> Any:
+    batch, channels, height, width = images.shape
+    output = images.new_zeros((batch, channels, height * scale, width * scale))
+    for y0 in range(0, math.ceil(height / tile) * tile, tile):
+        for x0 in range(0, math.ceil(width / tile) * tile, tile):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
+            py1, px1 = min(y1 + tile_pad, height), min(x1 + tile_pad, width)
+            out_tile = net(images[:, :, py0:py1, px0:px1])
+            ty, tx = (y0 - py0) * scale, (x0 - px0) * scale
+            output[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = out_tile[
+                :, :, ty : ty + (y1 - y0) * scale, tx : tx + (x1 - x0) * scale
+            ]
+    return output
+
+
+def background_at_scale(image_rgb: np.ndarray, input_shape: tuple[int, ...], upscale: float) -> np.ndarray:
+    """A [0, 1] RGB float background → BGR uint8 at ``upscale`` times the input, as RealESRGANer.enhance ends."""
+    image = (image_rgb[..., ::-1] * 255.0).round().astype(np.uint8)
+    if upscale == float(REALESRGAN_X2PLUS_ARCH["scale"]):
+        return np.ascontiguousarray(image)
+    height, width = input_shape[:2]
+    size = (int(width * upscale), int(height * upscale))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_LANCZOS4))
+
+
+def load_networks(
+    gfpgan_path: Path,
+    realesrgan_path: Path | None,
+    detection_path: Path | None,
+    parsing_path: Path,
+    device: Any,
+) -> GfpganNetworks:
+    """Build each network and load its weights (checked strictly against the architecture)."""
+    import torch
+    from basicsr.archs.rrdbnet_arch import RRDBNet
+    from facexlib.detection.retinaface import RetinaFace
+    from facexlib.parsing.parsenet import ParseNet
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    face = _loaded(GFPGANv1Clean(**GFPGAN_CLEAN_ARCH), gfpgan_path, "GFPGAN v1.3/v1.4 (clean)", device)
+    parser = _loaded(ParseNet(in_size=512, out_size=512, parsing_ch=19), parsing_path, "ParseNet", device)
+    retinaface = None
+    if detection_path is not None:
+        retinaface = _loaded(
+            RetinaFace(network_name="resnet50", half=False, device=device),
+            detection_path,
+            "RetinaFace ResNet-50",
+            device,
+        )
+    background = None
+    if realesrgan_path is not None:
+        background = _loaded(RRDBNet(**REALESRGAN_X2PLUS_ARCH), realesrgan_path, "Real-ESRGAN x2plus", device)
+        if torch.device(device).type == "cuda":
+            # Plain convolutions: half precision and channels-last suit tensor cores.
+            background = background.half().to(memory_format=torch.channels_last)
+    return GfpganNetworks(face=face, parser=parser, retinaface=retinaface, background=background)
+
+
+def _loaded(net: Any, path: Path, what: str, device: Any) -> Any:
+    try:
+        net.load_state_dict(checkpoint_params(path, what), strict=True)
+    except RuntimeError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise InputError(f"weights file {path} does not fit the {what} network: {first_line}") from None
+    return net.eval().to(device)
+
+
+def checkpoint_params(path: Path, what: str) -> dict[str, Any]:
+    """The state dict in a checkpoint file: its ``params_ema`` (else ``params``), minus DataParallel prefixes."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"weights file {path} for {what} does not exist") from None
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise InputError(f"weights file {path} for {what} cannot be read: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"weights file {path} for {what} holds a {type(state).__name__}, not a state dict")
+    for key in ("params_ema", "params"):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return {name.removeprefix("module."): value for name, value in state.items()}
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
