@@ -21,14 +21,19 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating virtual environment in $venv"
   "$python" -m venv "$venv"
 fi
-pip=("$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q)
+# This machine's pip configuration names package indexes that may not exist locally;
+# drop pip's warnings about them so real errors stay visible.
+pip_install() {
+  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q "$@" \
+    2> >(grep -v "^WARNING: Location '" >&2)
+}
 
 log "installing build tools"
-"${pip[@]}" --upgrade pip setuptools wheel
+pip_install --upgrade pip setuptools wheel
 log "installing torch 2.14.1 / torchvision 0.29.1 (large; first run only)"
-"${pip[@]}" torch==2.14.1 torchvision==0.29.1
+pip_install torch==2.14.1 torchvision==0.29.1
 log "installing model libraries without their opencv-python dependency"
-"${pip[@]}" --no-build-isolation --no-deps -r "$root/requirements/models-nodeps.txt"
+pip_install --no-build-isolation --no-deps -r "$root/requirements/models-nodeps.txt"
 log "installing gifstream and its dependencies"
-"${pip[@]}" -e "$root[dev]"
+pip_install -e "$root[dev]"
 log "environment ready"

@@ -95,7 +95,18 @@ class FlowStage(BlockingStage):
         return batch
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.config.backend}
+        details: dict[str, Any] = {"backend": self.config.backend, "computed_on": "input frames"}
+        if self.config.backend.startswith("raft"):
+            details["weights"] = weights_description(self.config.backend, self.config.weights_dir)
+        return details
+
+
+def weights_description(name: str, weights_dir: str | None) -> dict[str, str]:
+    """The weight file behind a result, as the registry knows it."""
+    from ..weights import cached_path, get_entry
+
+    entry = get_entry(name)
+    return {"file": entry.filename, "sha256": entry.sha256, "path": str(cached_path(name, weights_dir))}
 
 
 def input_pixels(frame: Frame) -> np.ndarray:
@@ -233,6 +244,7 @@ class MetricsStage(BlockingStage):
             "summary": {name: s.as_dict() for name, s in self.summaries.items()},
             "unavailable": dict(self.unavailable),
             "flow_backend": self.config.flow,
+            "lpips_weights": None if self._lpips is None else weights_description("alexnet", self.config.weights_dir),
             "csv": self.config.csv,
             "plot": self.config.plot,
         }
