@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ class Interrupted(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="gifstream: %(message)s", level=logging.INFO)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -144,12 +146,15 @@ def _progress(options: ProcessOptions) -> Callable[[StreamInfo], Callable[[Frame
     def start(info: StreamInfo) -> Callable[[Frame], None]:
         from tqdm import tqdm
 
-        bar = tqdm(total=info.frame_count, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False)
+        bar: list[tqdm[Any]] = []
 
         def advance(frame: Frame) -> None:
-            bar.update(1)
-            if info.frame_count is not None and bar.n >= info.frame_count:
-                bar.close()
+            # Made at the first frame, so messages from the stages' set-up come before it.
+            if not bar:
+                bar.append(tqdm(total=info.frame_count, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False))
+            bar[0].update(1)
+            if info.frame_count is not None and bar[0].n >= info.frame_count:
+                bar[0].close()
 
         return advance
 
