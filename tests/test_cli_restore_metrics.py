@@ -31,6 +31,7 @@ def test_restorer_gfpgan_without_weights_fails_with_one_line_naming_the_fetch_co
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # seconds of 512² convolutions; a loaded 2-core machine needs headroom
 def test_the_default_run_works_offline_and_doubles_every_frame(shared_testdata: Path, tmp_path: Path) -> None:
     source, out = shared_testdata / "faces-animated" / "pcavs_demo_id.gif", tmp_path / "out.gif"
     report = tmp_path / "r.json"

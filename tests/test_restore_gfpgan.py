@@ -215,6 +215,7 @@ def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # seconds of 512² convolutions; a loaded 2-core machine needs headroom
 def test_batched_restorer_equals_gfpganer(random_checkpoints: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     from gfpgan import GFPGANer
 
@@ -314,6 +315,7 @@ def test_unreadable_or_foreign_weights_are_one_line_input_errors(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # seconds of 512² convolutions; a loaded 2-core machine needs headroom
 async def test_stage_builds_gfpgan_from_cached_weights(random_checkpoints: dict[str, Path], monkeypatch) -> None:
     """``auto`` with all four files in the weights folder runs GFPGAN, found through the weights registry."""
     roles = {
