@@ -68,7 +68,7 @@ def build_stages(options: ProcessOptions) -> list[Stage]:
 
 
 def _analysis_stages(options: ProcessOptions) -> list[Stage]:
-    if options.flow == "none" and not options.metrics:
+    if options.flow == "none" and not options.metrics and not options.stabilize:
         return []
     from .stages.analysis import analysis_stages
 

@@ -88,6 +88,8 @@ def add_process_options(cmd: argparse.ArgumentParser) -> None:
         default=s,
         help="comma list of psnr,ssim,lpips,e_warp,tof,tlp, all, or none (default psnr,ssim,e_warp)",
     )
+    cmd.add_argument("--stabilize", action="store_true", default=s, help="reduce restoration flicker (needs --flow)")
+    cmd.add_argument("--stabilize-strength", type=float, default=s, help="0-1, how much to blend (default 0.6)")
     cmd.add_argument("--batch", type=int, default=s, help="frames per batch for batched stages (default 1)")
     cmd.add_argument("--queue-depth", type=int, default=s, help="frames each inter-stage queue holds (default 4)")
     cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default=s, help="torch device (default auto)")

@@ -27,6 +27,8 @@ class ProcessOptions:
     scale: float | None = None  # output scale; None = the restorer's (2), or 1 with --restorer none
     flow: str = "dis"
     metrics: tuple[str, ...] = ("psnr", "ssim", "e_warp")
+    stabilize: bool = False
+    stabilize_strength: float = 0.6
     batch: int = 1
     queue_depth: int = 4
     device: str = "auto"
@@ -56,6 +58,8 @@ class ProcessOptions:
         _check_choice("device", self.device, DEVICES)
         for name in self.metrics:
             _check_choice("metrics", name, METRICS)
+        if not 0 <= self.stabilize_strength <= 1:
+            raise ConfigError(f"--stabilize-strength must be in [0, 1], got {self.stabilize_strength}")
         if self.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch}")
         if self.queue_depth < 1:

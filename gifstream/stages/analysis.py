@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import BlockingStage, Frame, RunContext
+from ..engine import BlockingStage, ConfigError, Frame, RunContext
 from ..options import ProcessOptions
 
 FLOW_METRICS = {"e_warp", "tof"}
@@ -32,6 +32,12 @@ def analysis_stages(options: ProcessOptions) -> list[Any]:
     stages: list[Any] = []
     if options.flow != "none":
         stages.append(FlowStage(FlowConfig(backend=options.flow, weights_dir=options.weights_dir)))
+    if options.stabilize:
+        if options.flow == "none":
+            raise ConfigError("--stabilize needs optical flow: use --flow dis (or raft_*), not --flow none")
+        from .stabilize import StabilizeConfig, StabilizeStage
+
+        stages.append(StabilizeStage(StabilizeConfig(strength=options.stabilize_strength)))
     if options.metrics:
         csv_path = options.csv or (str(Path(options.report).with_suffix(".csv")) if options.report else None)
         config = MetricsConfig(
