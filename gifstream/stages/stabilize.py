@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine import BlockingStage, ConfigError, Frame
-from ..stabilize.blend import StabilizeConfig, stabilize_frame
 from ..metrics import warp_error_pair
+from ..stabilize.blend import StabilizeConfig, stabilize_frame
 from .analysis import RunningSummary, input_pixels
 from .registry import register
 
