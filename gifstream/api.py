@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import __version__
-from .engine import ConfigError, Frame, Pipeline, RunContext, RunnerConfig, Stage, StreamInfo, run
+from .engine import ConfigError, Frame, OutputError, Pipeline, RunContext, RunnerConfig, Stage, StreamInfo, run
 from .io import Limits, open_sink, open_source, output_format
 from .io.atomic import check_target
 from .options import ProcessOptions
@@ -172,7 +172,7 @@ def _refuse_output_over_input(input: Input, output: Output, options: ProcessOpti
         if output_format(output, options.format) != "png":
             check_target(Path(output), overwrite=options.overwrite, inputs=(Path(input),))
         elif Path(output).resolve() == Path(input).resolve():
-            raise ConfigError("output folder is the input folder; choose another output path")
+            raise OutputError(f"output {output} is the input folder; choose another output path")
 
 
 def peak_rss_mb() -> float:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="gifstream: %(message)s", level=logging.INFO)
+    # gifstream's own --max-* limits decide what is too large; Pillow's multi-line
+    # warning would only break the one-line error output.
+    warnings.filterwarnings("ignore", message=".*decompression bomb.*")
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

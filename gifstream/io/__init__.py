@@ -54,6 +54,8 @@ def open_source(
         from .gif import GifSource
 
         return GifSource(path, limits=limits)
+    if path.suffix.lower() == ".gif":
+        raise InputError(f"{path} is not a GIF (it starts with {head!r})")
     from .video import VideoSource
 
     return VideoSource(path, limits=limits)

@@ -147,8 +147,11 @@ class FolderSource:
         files = list_images(folder)
         if not files:
             raise InputError(f"folder {folder} holds no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
-        self._limits.check_frame_count(len(files))
-        self._limits.check_input_bytes(sum(file.stat().st_size for file in files))
+        try:
+            self._limits.check_frame_count(len(files))
+            self._limits.check_input_bytes(sum(file.stat().st_size for file in files))
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"folder {folder}: {exc}") from exc
         first = _probe(files[0], self._limits)
         has_alpha = first.has_alpha
         for file in files[1:]:
@@ -258,6 +261,7 @@ class PngFolderSink:
         self._staging: Path | None = None
         self._csv_file: TextIO | None = None
         self._count = 0
+        self._size: tuple[int, int] | None = None
 
     def open(self, info: StreamInfo) -> None:
         target = self._target
@@ -272,12 +276,14 @@ class PngFolderSink:
             raise OutputError(f"cannot create a temporary folder beside {target}: {exc.strerror or exc}") from exc
         csv.writer(self._csv_file).writerow(_DURATION_COLUMNS)
         self._count = 0
+        self._size = None
 
     def write(self, frame: Frame) -> None:
         staging, csv_file = self._staging, self._csv_file
         if staging is None or csv_file is None:
             raise OutputError(f"{self._target}: PngFolderSink.open() must be called before writing")
         rgb, alpha = frame_planes(frame, "PNG output")
+        self._check_size(frame.index, rgb)
         image = Image.fromarray(rgb if alpha is None else np.dstack((rgb, alpha)))
         # Numbered by position, so names stay contiguous whatever the frames' own indices.
         path = staging / f"frame_{self._count:06d}.png"
@@ -288,6 +294,18 @@ class PngFolderSink:
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self._count += 1
+
+    def _check_size(self, index: int, rgb: np.ndarray) -> None:
+        """Every frame of a folder has the first frame's size: FolderSource reads back no other folder."""
+        height, width = rgb.shape[:2]
+        if self._size is None:
+            self._size = (width, height)
+        elif (width, height) != self._size:
+            first_width, first_height = self._size
+            raise OutputError(
+                f"frame {index} is {width}x{height} but {self._target} started at {first_width}x{first_height};"
+                " the frames of a folder all share one size"
+            )
 
     def finish(self) -> None:
         staging, csv_file = self._staging, self._csv_file

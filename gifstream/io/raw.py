@@ -102,12 +102,8 @@ class RawSource:
         duration = 1000.0 / self._fps
         size = self.frame_bytes
         for index in itertools.count():
-            try:
-                self._limits.check_frame_count(index + 1)
-                self._limits.check_total_pixels((index + 1) * self._width * self._height)
-                self._limits.check_input_bytes((index + 1) * size)
-            except LimitExceededError as exc:
-                raise LimitExceededError(f"raw rgb24 stream: frame {index}: {exc}") from exc
+            # Read first: a stream that ends right at a limit is within it. Reading one frame
+            # before checking costs no more than the frame size checked by open().
             data = read_exactly(self._stream, size)
             if not data:
                 if index == 0:
@@ -116,6 +112,12 @@ class RawSource:
                         f" (expected {size} bytes per {self._width}x{self._height} frame)"
                     )
                 return
+            try:
+                self._limits.check_frame_count(index + 1)
+                self._limits.check_total_pixels((index + 1) * self._width * self._height)
+                self._limits.check_input_bytes(index * size + len(data))
+            except LimitExceededError as exc:
+                raise LimitExceededError(f"raw rgb24 stream: frame {index}: {exc}") from exc
             if len(data) < size:
                 raise InputError(
                     f"raw rgb24 stream ended mid-frame: got {len(data)} of {size} bytes for frame {index}"

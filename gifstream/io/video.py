@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-from ..engine.errors import ConfigError, InputError, OutputError
+from ..engine.errors import ConfigError, InputError, LimitExceededError, OutputError
 from ..engine.frame import Frame, StreamInfo
 from .atomic import AtomicFile, check_target
 from .limits import Limits
@@ -171,6 +171,29 @@ def _frame_ticks(frame: av.VideoFrame, previous: tuple[int, int] | None, default
     return previous[0] + previous[1], own
 
 
+class _CountedPipe:
+    """A pipe FFmpeg reads through, its bytes counted against --max-input-bytes as they arrive.
+
+    It has no ``seek``, so FFmpeg treats it as the pipe it is; and no ``close``:
+    the stream belongs to the caller.
+    """
+
+    def __init__(self, stream: BinaryIO, limits: Limits, name: str) -> None:
+        self._stream = stream
+        self._limits = limits
+        self._name = name
+        self._count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._count += len(data)
+        try:
+            self._limits.check_input_bytes(self._count)
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"{self._name}: {exc}") from exc
+        return data
+
+
 class VideoSource:
     """Decodes any container FFmpeg reads, frame by frame, to RGB ``Frame`` objects.
 
@@ -201,7 +224,10 @@ class VideoSource:
         size = path.stat().st_size
         if size == 0:
             raise InputError(f"input {path} is empty (0 bytes)")
-        self._limits.check_input_bytes(size)
+        try:
+            self._limits.check_input_bytes(size)
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"{path}: {exc}") from exc
 
     def _head(self) -> bytes:
         """The first bytes (to tell WebM from MKV); refuses an empty stream before FFmpeg sees it."""
@@ -213,8 +239,21 @@ class VideoSource:
             raise InputError(f"{self._name} is empty")
         return head or b""
 
+    def _checked_stream(self, stream: BinaryIO) -> BinaryIO | _CountedPipe:
+        """The stream FFmpeg is to read: a seekable one is measured now, a pipe counted as it is read."""
+        if not _seekable(stream):
+            return _CountedPipe(stream, self._limits, self._name)
+        position = stream.tell()
+        size = stream.seek(0, os.SEEK_END) - position
+        stream.seek(position)
+        try:
+            self._limits.check_input_bytes(size)
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"{self._name}: {exc}") from exc
+        return stream
+
     def _open_container(self) -> av.container.InputContainer:
-        source: str | BinaryIO = str(self._src) if isinstance(self._src, Path) else self._src
+        source = str(self._src) if isinstance(self._src, Path) else self._checked_stream(self._src)
         try:
             # Tags in a legacy encoding must not stop a clip from playing.
             container = av.open(source, mode="r", metadata_errors="replace")
@@ -257,10 +296,13 @@ class VideoSource:
         if stream.codec_context is None:
             raise InputError(f"{self._name}: its video codec is not supported by this FFmpeg build")
         context = stream.codec_context
-        if context.width and context.height:  # 0 = not in the header; every decoded frame is checked anyway
-            self._limits.check_frame_size(context.width, context.height)
-        if stream.frames:
-            self._limits.check_frame_count(stream.frames)
+        try:
+            if context.width and context.height:  # 0 = not in the header; every decoded frame is checked anyway
+                self._limits.check_frame_size(context.width, context.height)
+            if stream.frames:
+                self._limits.check_frame_count(stream.frames)
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"{self._name}: {exc}") from exc
         self._stream = stream
         self._decoder, self._has_alpha = self._choose_decoder(stream)
         return StreamInfo(
@@ -318,10 +360,8 @@ class VideoSource:
         pending: tuple[Frame, int, int] | None = None  # a decoded frame waiting for the next one's timestamp
         total_pixels = 0
         for index, decoded in enumerate(self._decoded_frames()):
-            self._limits.check_frame_count(index + 1)
-            self._limits.check_frame_size(decoded.width, decoded.height)
             total_pixels += decoded.width * decoded.height
-            self._limits.check_total_pixels(total_pixels)
+            self._check_frame_limits(index, decoded, total_pixels)
             previous = (pending[1], pending[2]) if pending is not None else None
             pts, own_ticks = _frame_ticks(decoded, previous, default_ticks)
             if first_pts is None:
@@ -331,10 +371,20 @@ class VideoSource:
             pixels, alpha = frame_to_rgb(decoded, self._has_alpha)
             frame = Frame(index, pixels, pts=float((pts - first_pts) * time_base), alpha=alpha)
             pending = (frame, pts, own_ticks)
-        if pending is not None:
-            frame, last_pts, own_ticks = pending
-            frame.duration_ms = float(_last_duration_ticks(self._stream, last_pts, own_ticks) * time_base * 1000)
-            yield frame
+        if pending is None:
+            # Said here, not left to the encoder's "no frames to write", which would blame the output.
+            raise InputError(f"{self._name} holds no video frame that can be decoded (truncated or corrupt?)")
+        frame, last_pts, own_ticks = pending
+        frame.duration_ms = float(_last_duration_ticks(self._stream, last_pts, own_ticks) * time_base * 1000)
+        yield frame
+
+    def _check_frame_limits(self, index: int, decoded: av.VideoFrame, total_pixels: int) -> None:
+        try:
+            self._limits.check_frame_count(index + 1)
+            self._limits.check_frame_size(decoded.width, decoded.height)
+            self._limits.check_total_pixels(total_pixels)
+        except LimitExceededError as exc:
+            raise LimitExceededError(f"{self._name}: frame {index}: {exc}") from exc
 
     def durations_ms(self) -> Iterator[float]:
         """Per-frame durations from the packets' timestamps, without decoding (file inputs only)."""
