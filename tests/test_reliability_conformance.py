@@ -116,7 +116,7 @@ REFUSED = {
     "image-gif/crashtest/issue-96-small-codesize-2.gif": SCREEN_TOO_BIG,  # 11390x12595
     "image-gif/crashtest/issue-96-small-codesize.gif": r"empty logical screen \(185x0\)",
     "image-gif/stall/issue-101-infinite-empty-loop.gif": SCREEN_TOO_BIG,  # 6727x65351
-    "libnsgif/afl/afl-000001.gif": "cannot be read",  # two bytes, no GIF signature
+    "libnsgif/afl/afl-000001.gif": "is not a GIF",  # two bytes, no GIF signature
     "libnsgif/afl/afl-000011.gif": CORRUPT,
     "libnsgif/afl/afl-000023.gif": CORRUPT,
     "libnsgif/afl/afl-000049.gif": r"empty logical screen \(1056x0\)",
