@@ -388,7 +388,20 @@ def run_case(data: bytes, limits: Limits | None = None, check: bool = True) -> R
 
 
 def _peak_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """This process's own peak RSS in KiB.
+
+    Linux's ru_maxrss survives fork and exec, so a worker started from a big
+    parent (a test run that loaded torch) would report the parent's peak;
+    VmHWM belongs to the worker's own address space.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def worker_main(seeds_dir: Path, max_seed_bytes: int, seed: int, memory_mb: int, delay_s: float = 0.0) -> None:

@@ -50,6 +50,8 @@ def open_source(
         return RawSource(path.open("rb"), size[0], size[1], fps=fps, limits=limits, close_stream=True)
     with path.open("rb") as handle:
         head = handle.read(6)
+    if not head:
+        raise InputError(f"{path} is empty (0 bytes)")
     if head in _GIF_MAGIC:
         from .gif import GifSource
 
