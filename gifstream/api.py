@@ -93,7 +93,13 @@ def _sink_options(options: ProcessOptions, kind: str) -> tuple[Any, Any]:
     if kind == "gif":
         from .io.gif import GifOptions
 
-        return GifOptions(colors=options.gif_colors, dither=options.gif_dither, palette=options.gif_palette), None
+        gif = GifOptions(
+            colors=options.gif_colors,
+            dither=options.gif_dither,
+            palette=options.gif_palette,
+            quality=options.gif_quality,
+        )
+        return gif, None
     if kind in {"mp4", "webm", "mkv"}:
         from .io.video import VideoOptions
 

@@ -104,8 +104,11 @@ def add_process_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--report", default=s, help="write a JSON report to this file")
     cmd.add_argument("--csv", default=s, help="stream per-frame metrics to this CSV file")
     cmd.add_argument("--plot", default=s, help="draw per-frame metrics to this PNG file")
+    cmd.add_argument("--gif-quality", type=int, default=s, help="GIF quality 1-100 (default 90; 100 = exact palette)")
     cmd.add_argument("--gif-colors", type=int, default=s, help="palette size for GIF output (2-256)")
-    cmd.add_argument("--gif-dither", choices=("none", "floyd-steinberg"), default=s, help="GIF dithering")
+    cmd.add_argument(
+        "--gif-dither", choices=("none", "ordered", "floyd-steinberg"), default=s, help="GIF dithering (default none)"
+    )
     cmd.add_argument("--gif-palette", choices=("adaptive", "global"), default=s, help="GIF palette per frame or global")
     cmd.add_argument("--video-codec", default=s, help="video encoder (default libx264; libvpx-vp9 for WebM)")
     cmd.add_argument("--crf", type=int, default=s, help="video quality (lower is better)")

@@ -40,6 +40,7 @@ class ProcessOptions:
     csv: str | None = None
     plot: str | None = None
     quiet: bool = False
+    gif_quality: int = 90
     gif_colors: int = 256
     gif_dither: str = "none"
     gif_palette: str = "adaptive"
