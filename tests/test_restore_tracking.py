@@ -77,3 +77,14 @@ def test_a_face_that_appears_passes_through_unsmoothed() -> None:
     out = detector(frames(range(8)))
     assert out[4] == []
     assert np.allclose(out[5][0].landmarks, FACE + 30)
+
+
+def test_tracked_detector_composes_the_wrappers_only_when_asked() -> None:
+    from gifstream.restore.tracking import tracked_detector
+
+    inner = ScriptedDetector({n: FACE for n in range(6)})
+    assert tracked_detector(inner, 1, False, 0.1) is inner  # the default keeps GFPGANer's behaviour
+    both = tracked_detector(inner, 2, True, 0.1)
+    assert isinstance(both, SmoothedDetector) and isinstance(both.inner, EveryKDetector)
+    both(frames(range(6)))
+    assert inner.seen == [0, 2, 4]

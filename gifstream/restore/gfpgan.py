@@ -30,6 +30,7 @@ from ..engine import ConfigError, InputError
 from .base import Restored, check_rgb, expand_repeats, repeats_previous
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
+from .tracking import tracked_detector
 
 # GFPGANer's network and helper settings for the v1.3/v1.4 "clean" checkpoints.
 GFPGAN_CLEAN_ARCH: dict[str, Any] = {
@@ -105,6 +106,9 @@ class GfpganRestorer:
         detector: Detector | None = None,
         detection_threshold: float = DETECTION_THRESHOLD,
         eye_distance_threshold: float = EYE_DISTANCE_THRESHOLD,
+        detect_every: int = 1,
+        smooth_landmarks: bool = False,
+        frame_seconds: float = 0.1,
     ) -> None:
         import torch
 
@@ -129,7 +133,12 @@ class GfpganRestorer:
             "parsing": parser_weights,
         }
         self.networks = load_networks(face_weights, background_weights, detector_weights, parser_weights, self.device)
-        self.detector: Detector = detector or RetinaFaceDetector(self.networks.retinaface, detection_threshold)
+        self.detector: Detector = tracked_detector(
+            detector or RetinaFaceDetector(self.networks.retinaface, detection_threshold),
+            detect_every,
+            smooth_landmarks,
+            frame_seconds,
+        )
 
     def restore(self, frames: Sequence[np.ndarray]) -> list[Restored]:
         import torch

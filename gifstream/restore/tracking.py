@@ -73,6 +73,19 @@ class SmoothedDetector:
         return result
 
 
+def tracked_detector(detector: Detector, detect_every: int, smooth_landmarks: bool, frame_seconds: float) -> Detector:
+    """``detector`` run every ``detect_every`` frames and/or with its landmarks smoothed over time.
+
+    Both are off by default: GFPGANer detects every frame and aligns on raw
+    landmarks, and the default output stays equal to its output.
+    """
+    if detect_every != 1:
+        detector = EveryKDetector(detector, detect_every)
+    if smooth_landmarks:
+        detector = SmoothedDetector(detector, frame_seconds)
+    return detector
+
+
 def _moved(face: FaceDetection, landmarks: np.ndarray) -> FaceDetection:
     """``face`` with new landmarks, its box shifted by how far their centre moved."""
     assert face.landmarks is not None
