@@ -13,6 +13,17 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth random RGB texture: every patch is distinct, and bilinear sampling of it is accurate."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
+    return smooth.round().astype(np.uint8)
+
+
 def textured_frames(count: int, width: int = 64, height: int = 48, seed: int = 0) -> list[np.ndarray]:
     """Frames of a blocky texture drifting right, so each differs from the last."""
     rng = np.random.default_rng(seed)

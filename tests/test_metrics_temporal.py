@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
+from helpers import texture
 
 from gifstream.engine.errors import InputError
 from gifstream.metrics import tof, warp_error, warp_error_pair
@@ -14,15 +14,6 @@ from gifstream.motion import backward_warp, estimate_flow
 
 DX, DY = 3, -2
 MARGIN = 10  # interior: away from the border, where flow estimates and wrap-around are unreliable
-
-
-def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smooth random RGB texture: every patch is distinct, and bilinear sampling of it is accurate."""
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
-    return smooth.round().astype(np.uint8)
 
 
 def translated_pair(seed: int = 0, size: int = 96) -> tuple[np.ndarray, np.ndarray]:

@@ -7,20 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import texture
 
 from gifstream.engine.errors import ConfigError, InputError
 from gifstream.motion import DisFlow, estimate_flow, resize_flow
 
 UNKNOWN_FLOW = 1e9  # Middlebury marks pixels without ground truth with |value| > 1e9
-
-
-def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smooth random RGB texture: every patch is distinct, and bilinear sampling of it is accurate."""
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
-    return smooth.round().astype(np.uint8)
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import texture
 from torchvision.models.optical_flow import raft_small
 
 from gifstream.engine.errors import ConfigError
@@ -15,14 +15,6 @@ from gifstream.motion import RaftFlow, estimate_flow
 
 HEIGHT, WIDTH = 217, 333  # odd on purpose: neither a multiple of 8 nor square
 UPDATES = 2  # refinement steps; few keep the tests fast, the geometry is the same
-
-
-def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
-    return smooth.round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

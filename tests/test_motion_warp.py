@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import texture
 
 from gifstream.engine.errors import InputError
 from gifstream.motion import (
@@ -18,15 +18,6 @@ from gifstream.motion import (
     motion_boundaries,
     occlusion_mask,
 )
-
-
-def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smooth random RGB texture: every patch is distinct, and bilinear sampling of it is accurate."""
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 1.5)
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
-    return smooth.round().astype(np.uint8)
 
 
 def constant_flow(height: int, width: int, u: float, v: float) -> np.ndarray:
