@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import shrink
 
 from gifstream.io import open_source
 from gifstream.metrics import psnr, ssim, warp_error_pair
@@ -55,15 +56,6 @@ Flows = tuple[np.ndarray, np.ndarray]
 
 def clip_paths(testdata: Path) -> list[Path]:
     return sorted((testdata / "faces-animated").glob("*.gif")) + sorted((testdata / "video").iterdir())
-
-
-def shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = frame.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return frame
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def load_clip(path: Path, max_side: int = MAX_SIDE, max_frames: int = MAX_FRAMES) -> list[np.ndarray]:

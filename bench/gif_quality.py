@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
+from common import shrink
 from PIL import Image
 from skimage.metrics import structural_similarity
 
@@ -83,15 +83,6 @@ class Result:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = frame.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return frame
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.ascontiguousarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
 
 
 def load_clip(path: Path, max_frames: int, max_side: int) -> Clip:
