@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from gifstream.io.gif import GifOptions, GifSink
 
 from gifstream.engine import Frame, StreamInfo
+from gifstream.io.gif import GifOptions, GifSink
 
 WIDTH, HEIGHT = 320, 240
 

@@ -56,6 +56,8 @@ def build_stages(options: ProcessOptions) -> list[Stage]:
                     weights_dir=options.weights_dir,
                     max_batch=options.batch,
                     fetch=options.fetch_weights,
+                    detect_every=options.detect_every,
+                    smooth_landmarks=options.smooth_landmarks,
                 )
             )
         )

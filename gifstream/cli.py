@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(commands)
     _add_demo(commands)
     _add_models(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -91,6 +92,10 @@ def add_process_options(cmd: argparse.ArgumentParser) -> None:
         "--metrics",
         default=s,
         help="comma list of psnr,ssim,lpips,e_warp,tof,tlp, all, or none (default psnr,ssim,e_warp)",
+    )
+    cmd.add_argument("--detect-every", type=int, default=s, help="GFPGAN: detect faces every N frames (default 1)")
+    cmd.add_argument(
+        "--smooth-landmarks", action="store_true", default=s, help="GFPGAN: smooth face landmarks over time"
     )
     cmd.add_argument("--stabilize", action="store_true", default=s, help="reduce restoration flicker (needs --flow)")
     cmd.add_argument("--stabilize-strength", type=float, default=s, help="0-1, how much to blend (default 0.6)")
@@ -250,6 +255,12 @@ def _add_models(commands: Any) -> None:
     for name, sub in commands.choices.items():
         if name == "models":
             sub.set_defaults(handler=run_models)
+
+
+def _add_bench(commands: Any) -> None:
+    from .benchmark import add_bench_parser
+
+    add_bench_parser(commands)
 
 
 def _caused_by_broken_pipe(err: BaseException | None) -> bool:

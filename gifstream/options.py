@@ -27,6 +27,8 @@ class ProcessOptions:
     scale: float | None = None  # output scale; None = the restorer's (2), or 1 with --restorer none
     flow: str = "dis"
     metrics: tuple[str, ...] = ("psnr", "ssim", "e_warp")
+    detect_every: int = 1
+    smooth_landmarks: bool = False
     stabilize: bool = False
     stabilize_strength: float = 0.6
     batch: int = 1
@@ -59,6 +61,8 @@ class ProcessOptions:
         _check_choice("device", self.device, DEVICES)
         for name in self.metrics:
             _check_choice("metrics", name, METRICS)
+        if self.detect_every < 1:
+            raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
         if not 0 <= self.stabilize_strength <= 1:
             raise ConfigError(f"--stabilize-strength must be in [0, 1], got {self.stabilize_strength}")
         if self.batch < 1:

@@ -88,3 +88,24 @@ def test_tracked_detector_composes_the_wrappers_only_when_asked() -> None:
     assert isinstance(both, SmoothedDetector) and isinstance(both.inner, EveryKDetector)
     both(frames(range(6)))
     assert inner.seen == [0, 2, 4]
+
+
+def test_the_command_line_options_reach_the_gfpgan_restorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gifstream.api import build_stages
+    from gifstream.cli import build_parser, options_from_args
+    from gifstream.restore import gfpgan
+    from gifstream.stages.restore import build_restorer
+
+    args = build_parser().parse_args(
+        ["process", "in.gif", "-o", "o.gif", "--restorer", "gfpgan", "--detect-every", "4", "--smooth-landmarks"]
+    )
+    (stage,) = [s for s in build_stages(options_from_args(args)) if s.name == "restore"]
+    assert (stage.config.detect_every, stage.config.smooth_landmarks) == (4, True)
+    seen = {}
+    monkeypatch.setattr(gfpgan, "GfpganRestorer", lambda *a, **kw: seen.update(kw) or "restorer")
+    monkeypatch.setattr(
+        "gifstream.stages.restore.gfpgan_weight_paths",
+        lambda config: dict.fromkeys(("gfpgan", "realesrgan", "detection", "parsing"), None),
+    )
+    assert build_restorer("gfpgan", stage.config, "cpu") == "restorer"
+    assert (seen["detect_every"], seen["smooth_landmarks"]) == (4, True)

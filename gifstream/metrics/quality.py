@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from ..engine.errors import GifstreamError, InputError
 from ..motion.flow import check_rgb, resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 ALEXNET_CHECKPOINT = "alexnet-owt-7be5be79.pth"  # torchvision's IMAGENET1K_V1 file name
 SSIM_WINDOW = 7  # scikit-image's default window; smaller images cannot be scored
@@ -56,9 +59,18 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     raise InputError. Identical images give ``inf``.
     """
     reference, test = matched_pair(reference, test)
-    if np.array_equal(reference, test):
-        return float("inf")  # scikit-image would divide by a zero error
-    return float(peak_signal_noise_ratio(reference, test, data_range=255))
+    squared_error = sum_of_squared_differences(reference, test)
+    if squared_error == 0:
+        return math.inf  # scikit-image would divide by a zero error
+    # scikit-image's float64 mean of the squared differences is this exact sum divided by the count
+    # (every partial sum is an integer below 2**53), so the result is the same to the last bit.
+    mse = squared_error / reference.size
+    return float(10 * np.log10(255**2 / mse))
+
+
+def sum_of_squared_differences(a: np.ndarray, b: np.ndarray) -> int:
+    """The exact sum of squared differences of two uint8 arrays (255² fits in uint16, the sum in uint64)."""
+    return int(np.square(cv2.absdiff(a, b), dtype=np.uint16).sum(dtype=np.uint64))
 
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:
@@ -78,11 +90,15 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
 
 def default_alexnet_path() -> Path:
     """Where torchvision itself would look for AlexNet's checkpoint ($TORCH_HOME/hub/checkpoints)."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CHECKPOINT
 
 
 def read_alexnet_features(path: Path) -> dict[str, torch.Tensor]:
     """The convolutional ``features.*`` tensors of a torchvision AlexNet state dict, keyed by "N.weight"."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling failures come in many types
@@ -124,6 +140,8 @@ def build_lpips(alexnet_weights: Path, device: torch.device) -> torch.nn.Module:
 
 def to_lpips_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """(1, 3, H, W) float in [-1, 1], the input range LPIPS was trained on."""
+    import torch
+
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     return (tensor / 127.5 - 1.0).to(device)
 
@@ -149,6 +167,8 @@ class LpipsMetric:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
         """LPIPS distance between two frames; ``b`` is resized to ``a``'s geometry as for :func:`psnr`."""
+        import torch
+
         a = check_rgb("a", a)
         b = match_geometry(a, check_rgb("b", b))
         with torch.inference_mode():

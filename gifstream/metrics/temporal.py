@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..motion.flow import check_flow, check_pair, to_gray
-from ..motion.warp import backward_warp, inside_frame, occlusion_mask
+from ..motion.warp import FlowSampler, inconsistent_with, inside_frame, motion_boundaries, occlusion_mask
 from .quality import match_geometry
 
 # TecoGAN's Farnebäck settings for tOF.
@@ -44,9 +44,39 @@ def masked_warp_error(frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.nda
     """Mean squared error (over ``valid`` pixels and channels) between frame t and frame t+1 warped back to t."""
     if not valid.any():
         return float("nan")
-    predicted_t = backward_warp(to_unit(frame_t1), flow_fw)
-    squared = ((to_unit(frame_t) - predicted_t) ** 2).mean(axis=2)
-    return float(squared[valid].mean())
+    return masked_error(frame_t, FlowSampler(flow_fw).warp_planes(frame_t1) / 255, valid)
+
+
+def masked_error(frame_t: np.ndarray, predicted_t: np.ndarray, valid: np.ndarray) -> float:
+    """Mean over ``valid`` pixels of the channel-mean squared error between uint8 ``frame_t`` and a
+    channel-first [0, 1] float32 prediction of it (NaN when no pixel is valid)."""
+    if not valid.any():
+        return float("nan")
+    difference = np.moveaxis(frame_t, 2, 0).astype(np.float32, order="C") / 255
+    difference -= predicted_t
+    difference *= difference
+    return float((difference.sum(axis=0) / len(difference))[valid].mean())
+
+
+def warped_frames_and_mask(
+    flow_fw: np.ndarray, flow_bw: np.ndarray | None, frames_t1: list[np.ndarray]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each uint8 frame t+1 warped back to t (channel-first float32 in [0, 1]) and the reliable pixels of t.
+
+    The frames are gathered together (the four neighbours and weights of
+    every sample depend on the forward flow only, so they are worked out
+    once), and the backward flow that the occlusion check reads at x + F(x)
+    uses the same samples.
+    """
+    sampler = FlowSampler(flow_fw)
+    warped = sampler.warp_planes(np.concatenate(frames_t1, axis=2))
+    warped /= 255
+    valid = inside_frame(flow_fw)
+    if flow_bw is not None:
+        backward_at_t = np.moveaxis(sampler.warp_planes(flow_bw), 0, 2)
+        forward = flow_fw.astype(np.float32, copy=False)
+        valid &= ~(inconsistent_with(forward, backward_at_t) | motion_boundaries(forward))
+    return [warped[3 * i : 3 * i + 3] for i in range(len(frames_t1))], valid
 
 
 def check_frames_and_flows(
@@ -78,7 +108,8 @@ def warp_error(
     uncovered count and the error reads higher. NaN when no pixel is left.
     """
     frame_t, frame_t1 = check_frames_and_flows(frame_t, frame_t1, flow_fw, flow_bw)
-    return masked_warp_error(frame_t, frame_t1, flow_fw, reliable_pixels(flow_fw, flow_bw))
+    [predicted], valid = warped_frames_and_mask(flow_fw, flow_bw, [frame_t1])
+    return masked_error(frame_t, predicted, valid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +146,9 @@ def warp_error_pair(
     out_t, out_t1 = check_pair(out_t, out_t1, ("out_t", "out_t1"))
     out_t = match_geometry(in_t, out_t)
     out_t1 = match_geometry(in_t, out_t1)
-    valid = reliable_pixels(flow_fw, flow_bw)
+    (predicted_in, predicted_out), valid = warped_frames_and_mask(flow_fw, flow_bw, [in_t1, out_t1])
     return WarpErrorPair(
-        input=masked_warp_error(in_t, in_t1, flow_fw, valid),
-        output=masked_warp_error(out_t, out_t1, flow_fw, valid),
+        input=masked_error(in_t, predicted_in, valid), output=masked_error(out_t, predicted_out, valid)
     )
 
 

@@ -10,17 +10,17 @@ expects.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
 
 from ..engine.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DIS_PRESETS: dict[str, int] = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -28,10 +28,7 @@ DIS_PRESETS: dict[str, int] = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 BACKENDS = ("dis", "raft_small", "raft_large")
-RAFT_VARIANTS = {
-    "small": (raft_small, Raft_Small_Weights),
-    "large": (raft_large, Raft_Large_Weights),
-}
+RAFT_VARIANTS = ("small", "large")
 RAFT_STRIDE = 8  # RAFT works on a 1/8 feature grid, so H and W must be multiples of 8
 # Its 4-level correlation pyramid needs feature maps of at least 16 cells: 128 input pixels a side.
 RAFT_MIN_SIDE = 128
@@ -122,14 +119,36 @@ class DisFlow:
         check_same_length(a_list, b_list)
         return [self(a, b) for a, b in zip(a_list, b_list, strict=True)]
 
+    def both_ways(
+        self, a_list: Sequence[np.ndarray], b_list: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Flows from each ``a_list[i]`` to ``b_list[i]`` and back, each frame turned grey once for both."""
+        check_same_length(a_list, b_list)
+        forward, backward = [], []
+        for i, (a, b) in enumerate(zip(a_list, b_list, strict=True)):
+            a, b = check_pair(a, b, (f"a_list[{i}]", f"b_list[{i}]"))
+            grey_a, grey_b = to_gray(a), to_gray(b)
+            forward.append(np.ascontiguousarray(self._dis.calc(grey_a, grey_b, None), dtype=np.float32))
+            backward.append(np.ascontiguousarray(self._dis.calc(grey_b, grey_a, None), dtype=np.float32))
+        return forward, backward
+
 
 def check_same_length(a_list: Sequence[Any], b_list: Sequence[Any]) -> None:
     if len(a_list) != len(b_list):
         raise InputError(f"flow needs as many first frames as second frames, got {len(a_list)} and {len(b_list)}")
 
 
+def raft_model(variant: str) -> tuple[Callable[..., Any], Any]:
+    """torchvision's builder and weights enum of RAFT ``variant`` (imported here: DIS runs without torch)."""
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
+
+    return {"small": (raft_small, Raft_Small_Weights), "large": (raft_large, Raft_Large_Weights)}[variant]
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """A torch device, refusing CUDA when this machine has none."""
+    import torch
+
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -150,7 +169,9 @@ def load_raft(variant: str, weights: str | Path | None, device: torch.device) ->
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"RAFT {variant} weights file not found: {path}")
-    builder, _ = RAFT_VARIANTS[variant]
+    import torch
+
+    builder, _ = raft_model(variant)
     model = builder(weights=None, progress=False)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,6 +187,8 @@ def pad_to_multiple(images: torch.Tensor, multiple: int, minimum: int = 0) -> to
     Padding on the far sides keeps pixel (0, 0) where it was, so the flow is
     cropped back with a plain slice.
     """
+    import torch.nn.functional as F
+
     height, width = images.shape[-2:]
     pad_h = max(height + -height % multiple, minimum) - height
     pad_w = max(width + -width % multiple, minimum) - width
@@ -183,6 +206,8 @@ def resize_images(images: Sequence[np.ndarray], height: int, width: int) -> list
 
 def to_tensor_batch(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
     """(N, 3, H, W) uint8 tensor on ``device`` from (H, W, 3) uint8 arrays."""
+    import torch
+
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
     return stacked.to(device).contiguous()
 
@@ -219,7 +244,7 @@ class RaftFlow:
         self.max_side = max_side
         self.num_flow_updates = num_flow_updates
         self.model = load_raft(variant, weights, self.device)
-        _, weights_enum = RAFT_VARIANTS[variant]
+        _, weights_enum = raft_model(variant)
         self._transforms = weights_enum.DEFAULT.transforms()
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -239,6 +264,12 @@ class RaftFlow:
                 flows[i] = flow
         return [flow for flow in flows if flow is not None]
 
+    def both_ways(
+        self, a_list: Sequence[np.ndarray], b_list: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Flows from each ``a_list[i]`` to ``b_list[i]`` and back."""
+        return self.pairs(a_list, b_list), self.pairs(b_list, a_list)
+
     def _batch(self, a_list: list[np.ndarray], b_list: list[np.ndarray]) -> list[np.ndarray]:
         """One forward pass over equal-size pairs, returned at their input geometry."""
         height, width = a_list[0].shape[:2]
@@ -248,6 +279,8 @@ class RaftFlow:
         first, second = self._transforms(first, second)
         first = pad_to_multiple(first, RAFT_STRIDE, RAFT_MIN_SIDE)
         second = pad_to_multiple(second, RAFT_STRIDE, RAFT_MIN_SIDE)
+        import torch
+
         with torch.inference_mode():
             predictions = self.model(first, second, num_flow_updates=self.num_flow_updates)
         # RAFT returns one estimate per refinement step; the last is the final one.

@@ -3,18 +3,26 @@
 Direction matters: to predict frame t from frame t+1 with the forward flow
 F = F(t→t+1), sample frame t+1 at x + F(x). Warping frame t forward along F
 and comparing it with frame t+1 measures the wrong thing.
+
+numpy images are sampled here without torch (the offline path never imports
+it); the sampling is that of ``torch.nn.functional.grid_sample`` with
+``mode="bilinear"``, ``padding_mode="border"`` and ``align_corners=True``,
+which tensors go through. Computing the four neighbours and their weights
+once per flow lets several images warped by the same flow share them.
 """
 
 from __future__ import annotations
 
-from typing import overload
+import sys
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..engine.errors import InputError
 from .flow import check_flow
+
+if TYPE_CHECKING:
+    import torch
 
 # Thresholds of the forward–backward check and the motion-boundary test,
 # exactly as in Lai et al. 2018 ("Learning Blind Video Temporal Consistency").
@@ -24,12 +32,69 @@ BOUNDARY_RELATIVE = 0.01
 BOUNDARY_ABSOLUTE = 0.002
 
 
+class FlowSampler:
+    """Bilinear reads at x + flow(x) for every pixel x, prepared once for a (H, W, 2) flow.
+
+    Positions outside the frame are clamped to its border (they read the
+    nearest edge pixel), as ``grid_sample`` does with ``padding_mode="border"``.
+    """
+
+    def __init__(self, flow: np.ndarray) -> None:
+        flow = check_flow("flow", flow)
+        height, width = flow.shape[:2]
+        self.shape = (height, width)
+        x = np.clip(np.arange(width, dtype=np.float32) + flow[..., 0].astype(np.float32, copy=False), 0, width - 1)
+        y = np.clip(
+            np.arange(height, dtype=np.float32)[:, None] + flow[..., 1].astype(np.float32, copy=False), 0, height - 1
+        )
+        x0, y0 = np.floor(x), np.floor(y)
+        wx, wy = (x - x0).ravel(), (y - y0).ravel()
+        left = x0.astype(np.intp).ravel()
+        top = y0.astype(np.intp).ravel() * width
+        # The far neighbour of a sample on the last column (row) has weight 0; clamping keeps its read in range
+        # (and mode="clip" below keeps a non-finite flow from reading outside the image).
+        right = np.minimum(left + 1, width - 1)
+        bottom = np.minimum(top + width, (height - 1) * width)
+        self._index = (top + left, top + right, bottom + left, bottom + right)
+        self._weights = ((1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy)
+
+    def warp(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H, W) or (H, W, C) read at x + flow(x): float32 of the same shape, values not rescaled."""
+        warped = self.warp_planes(image)
+        return np.ascontiguousarray(np.moveaxis(warped, 0, 2)).reshape(image.shape)
+
+    def warp_planes(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H, W) or (H, W, C), any real dtype, read at x + flow(x), as channel-first (C, H, W) float32.
+
+        Whole pixels (all their channels) are gathered at once, then turned
+        channel-first so that each weighting runs along whole planes, which
+        is several times faster than weighting rows of a few channels.
+        """
+        if image.shape[:2] != self.shape:
+            raise InputError(
+                f"image is {image.shape[1]}x{image.shape[0]} but the flow is {self.shape[1]}x{self.shape[0]}"
+            )
+        pixels = image.reshape(self.shape[0] * self.shape[1], -1)
+        out: np.ndarray | None = None
+        for index, weight in zip(self._index, self._weights, strict=True):
+            corner = np.take(pixels, index, axis=0, mode="clip").T.astype(np.float32, order="C")
+            corner *= weight
+            if out is None:
+                out = corner
+            else:
+                out += corner
+        assert out is not None
+        return out.reshape(len(out), *self.shape)
+
+
 def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
     """``grid_sample`` grid (N, H, W, 2) that reads each pixel x at x + flow(x).
 
     With align_corners=True, -1 and +1 are the centres of the first and last
     pixels, so a pixel coordinate c maps to 2c / (size - 1) - 1.
     """
+    import torch
+
     _, _, height, width = flow.shape
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=flow.dtype, device=flow.device),
@@ -46,6 +111,8 @@ def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
 
 def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """out(x) = image(x + flow(x)) for (N, C, H, W) images and (N, 2, H, W) flows, on the image's device."""
+    import torch.nn.functional as F
+
     if image.ndim != 4:
         raise InputError(f"image tensor must be (N, C, H, W), got shape {tuple(image.shape)}")
     n, _, height, width = image.shape
@@ -56,6 +123,12 @@ def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     flow = flow.to(device=image.device, dtype=image.dtype)
     grid = sampling_grid(flow)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (none can exist before it is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 @overload
@@ -75,31 +148,26 @@ def backward_warp(image: np.ndarray | torch.Tensor, flow: np.ndarray | torch.Ten
     (uint8 stays in 0..255). torch: ``image`` (N, C, H, W) with ``flow``
     (N, 2, H, W) → float tensor on the image's device.
     """
-    if isinstance(image, torch.Tensor):
-        if not isinstance(flow, torch.Tensor):
+    if is_tensor(image):
+        if not is_tensor(flow):
             raise InputError("a tensor image needs a tensor flow of shape (N, 2, H, W)")
-        return warp_tensor(image, flow)
+        return warp_tensor(image, flow)  # type: ignore[arg-type]
     if not isinstance(image, np.ndarray):
         raise InputError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
     if image.ndim not in (2, 3):
         raise InputError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
     height, width = image.shape[:2]
     flow = check_flow("flow", flow, height, width)
-    planes = image[..., None] if image.ndim == 2 else image
-    image_t = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).permute(2, 0, 1)[None]
-    flow_t = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None]
-    with torch.inference_mode():
-        warped = warp_tensor(image_t, flow_t)[0].permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(warped.reshape(image.shape))
+    return FlowSampler(flow).warp(image)
 
 
 def inside_frame(flow: np.ndarray) -> np.ndarray:
     """(H, W) bool: True where x + flow(x) lands inside the frame (so the warp read real pixels)."""
     flow = check_flow("flow", flow)
     height, width = flow.shape[:2]
-    ys, xs = np.mgrid[0:height, 0:width]
-    x = xs + flow[..., 0]
-    y = ys + flow[..., 1]
+    # Pixel coordinates broadcast against the flow, in float64 like integer grids added to it would be.
+    x = np.arange(width, dtype=np.float64) + flow[..., 0]
+    y = np.arange(height, dtype=np.float64)[:, None] + flow[..., 1]
     return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
 
 
@@ -116,7 +184,11 @@ def forward_backward_inconsistent(forward: np.ndarray, backward: np.ndarray) -> 
     """
     forward = check_flow("forward flow", forward).astype(np.float32, copy=False)
     backward = check_flow("backward flow", backward, *forward.shape[:2]).astype(np.float32, copy=False)
-    backward_at_t = backward_warp(backward, forward)
+    return inconsistent_with(forward, backward_warp(backward, forward))
+
+
+def inconsistent_with(forward: np.ndarray, backward_at_t: np.ndarray) -> np.ndarray:
+    """The forward–backward check for a backward flow already read at x + F(x) (float32 (H, W, 2) both)."""
     mismatch = squared_magnitude(forward + backward_at_t)
     return mismatch > FB_RELATIVE * (squared_magnitude(forward) + squared_magnitude(backward_at_t)) + FB_ABSOLUTE
 

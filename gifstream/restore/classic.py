@@ -37,6 +37,8 @@ class ClassicRestorer:
         self.scale = scale
         self.strength = strength
         self.detector: Detector = detector if detector is not None else CascadeFaceDetector()
+        # OpenCV builds its L*a*b* tables on the first conversion (0.2 s): here, not on the first frame.
+        cv2.cvtColor(np.zeros((1, 1, 3), np.uint8), cv2.COLOR_RGB2LAB)
 
     def restore(self, frames: Sequence[np.ndarray]) -> list[Restored]:
         frames = [check_rgb(frame, i) for i, frame in enumerate(frames)]

@@ -30,6 +30,7 @@ from ..engine import ConfigError, InputError
 from .base import Restored, check_rgb, expand_repeats, repeats_previous
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
+from .threads import cap_intra_op_threads, default_intra_op_threads, start_beside
 from .tracking import tracked_detector
 
 # GFPGANer's network and helper settings for the v1.3/v1.4 "clean" checkpoints.
@@ -109,6 +110,7 @@ class GfpganRestorer:
         detect_every: int = 1,
         smooth_landmarks: bool = False,
         frame_seconds: float = 0.1,
+        intra_op_threads: int | None = None,
     ) -> None:
         import torch
 
@@ -118,6 +120,8 @@ class GfpganRestorer:
             raise ConfigError("GfpganRestorer needs detection_path (RetinaFace weights) when no detector is given")
         import_model_libraries()
         self.device = torch.device(device)
+        # On the CPU the background and the faces are worked on side by side, each on this many threads.
+        self.intra_op_threads = (intra_op_threads or default_intra_op_threads()) if self.device.type == "cpu" else None
         self.upscale = upscale
         self.max_faces_per_batch = max_faces_per_batch
         self.bg_tile = bg_tile
@@ -149,13 +153,17 @@ class GfpganRestorer:
         if not fresh:
             return []
         landmarks = [self._alignable(faces) for faces in self.detector(fresh)]
+        if self.intra_op_threads is not None:
+            cap_intra_op_threads(self.intra_op_threads)
+            # The background does not depend on the faces: Real-ESRGAN runs on a thread of its own meanwhile.
+            backgrounds_done = start_beside(lambda: self._upsample_backgrounds(fresh), self.intra_op_threads)
         with torch.inference_mode():
             helpers = [
                 align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
                 for frame, marks in zip(fresh, landmarks, strict=True)
             ]
             restored = iter(self._restore_faces([crop for helper in helpers for crop in helper.cropped_faces]))
-            backgrounds = self._upsample_backgrounds(fresh)
+            backgrounds = backgrounds_done() if self.intra_op_threads is not None else self._upsample_backgrounds(fresh)
             unique = []
             for helper, background in zip(helpers, backgrounds, strict=True):
                 for _ in helper.cropped_faces:
@@ -214,7 +222,9 @@ class GfpganRestorer:
             )
             batch = self._upload(batch)
             if self.device.type == "cuda":
-                batch = batch.half().contiguous(memory_format=torch.channels_last)
+                batch = batch.half()
+            # Channels-last suits tensor cores and oneDNN's CPU convolutions alike (about 15 % faster on a CPU).
+            batch = batch.contiguous(memory_format=torch.channels_last)
             output = upsample_tiled(net, batch, REALESRGAN_X2PLUS_ARCH["scale"], self.bg_tile, self.bg_tile_pad)
             images = output.float().clamp_(0, 1).cpu().numpy().transpose(0, 2, 3, 1)
             for i, image in zip(indices, images, strict=True):
@@ -354,9 +364,30 @@ def load_networks(
     if realesrgan_path is not None:
         background = _loaded(RRDBNet(**REALESRGAN_X2PLUS_ARCH), realesrgan_path, "Real-ESRGAN x2plus", device)
         if torch.device(device).type == "cuda":
-            # Plain convolutions: half precision and channels-last suit tensor cores.
-            background = background.half().to(memory_format=torch.channels_last)
+            # Plain convolutions: half precision suits tensor cores. (On a CPU bfloat16 is emulated unless the
+            # CPU has AVX512-BF16 or AMX: 40x slower than float32 on an AVX2 machine.)
+            background = background.half()
+        background = background.to(memory_format=torch.channels_last)
+    # ParseNet is plain convolutions too; GFPGAN's StyleGAN2 decoder is not (5-D modulated weights, views).
+    parser = ChannelsLast(parser.to(memory_format=torch.channels_last))
     return GfpganNetworks(face=face, parser=parser, retinaface=retinaface, background=background)
+
+
+class ChannelsLast:
+    """A convolutional network fed channels-last input, called like the network itself (as facexlib calls it).
+
+    oneDNN's CPU convolutions are about 15 % faster on channels-last
+    tensors; the results differ from the contiguous layout's in the last
+    float bits only (below 1e-5).
+    """
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def __call__(self, images: Any) -> Any:
+        import torch
+
+        return self.net(images.contiguous(memory_format=torch.channels_last))
 
 
 def _loaded(net: Any, path: Path, what: str, device: Any) -> Any:

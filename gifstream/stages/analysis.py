@@ -87,17 +87,28 @@ class FlowStage(BlockingStage):
             variant = backend.removeprefix("raft_")
             weights = path_for(backend, weights_dir=self.config.weights_dir)
             self._estimator = RaftFlow(variant, weights, device=ctx.device, max_side=self.config.max_side)
+            if ctx.device == "cpu":
+                share_the_cpu()
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
         chain = [previous, *batch]
         pairs = [(a, b) for a, b in itertools.pairwise(chain) if a is not None]
-        if pairs:
-            earlier = [input_pixels(a) for a, _ in pairs]
-            later = [input_pixels(b) for _, b in pairs]
-            forward = self._estimator.pairs(earlier, later)
-            backward = self._estimator.pairs(later, earlier)
-            for (_, frame), fw, bw in zip(pairs, forward, backward, strict=True):
+        # A frame that repeats the one before it (a GIF holding a picture) has not moved: its flow is zero,
+        # and estimating it would only measure the estimator's noise.
+        moving = [(a, b) for a, b in pairs if not identical(input_pixels(a), input_pixels(b))]
+        if moving:
+            earlier = [input_pixels(a) for a, _ in moving]
+            later = [input_pixels(b) for _, b in moving]
+            forward, backward = self._estimator.both_ways(earlier, later)
+            for (_, frame), fw, bw in zip(moving, forward, backward, strict=True):
                 frame.meta["flow"] = (fw, bw)
+        for _, frame in pairs:
+            if "flow" not in frame.meta:
+                height, width = input_pixels(frame).shape[:2]
+                frame.meta["flow"] = (
+                    np.zeros((height, width, 2), np.float32),
+                    np.zeros((height, width, 2), np.float32),
+                )
         return batch
 
     def describe(self) -> dict[str, Any]:
@@ -115,9 +126,20 @@ def weights_description(name: str, weights_dir: str | None) -> dict[str, str]:
     return {"file": entry.filename, "sha256": entry.sha256, "path": str(cached_path(name, weights_dir))}
 
 
+def share_the_cpu() -> None:
+    """Cap this stage thread's torch threads (other stages run at the same time; see gifstream.restore.threads)."""
+    from ..restore.threads import cap_intra_op_threads, default_intra_op_threads
+
+    cap_intra_op_threads(default_intra_op_threads())
+
+
 def input_pixels(frame: Frame) -> np.ndarray:
     """The decoded input of a frame (its pixels when no stage replaced them)."""
     return frame.source if frame.source is not None else frame.as_array()
+
+
+def identical(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +191,16 @@ class MetricsStage(BlockingStage):
         self._columns: list[str] = []
 
     def setup_sync(self, ctx: RunContext) -> None:
+        from .. import metrics  # noqa: F401 - imported here so that the first frame does not pay for it
+
         wanted = list(self.config.metrics)
         if self.config.flow == "none":
             for name in FLOW_METRICS.intersection(wanted):
                 self.unavailable[name] = "needs optical flow (--flow dis or raft_*)"
         if {"lpips", "tlp"}.intersection(wanted):
             self._load_lpips(ctx.device)
+            if ctx.device == "cpu":
+                share_the_cpu()
         self._columns = self._active_columns(wanted)
         self.summaries = {column: RunningSummary() for column in self._columns}
         if self.config.csv:
@@ -217,26 +243,43 @@ class MetricsStage(BlockingStage):
         from ..metrics import match_geometry, psnr, ssim, tof, warp_error_pair
 
         out, ref = frame.as_array(), input_pixels(frame)
+        # The output at the input's geometry, made once for every metric that compares the two.
+        out_at_ref = match_geometry(ref, out)
         wanted = set(self._columns)
         values: dict[str, float] = {}
-        if "psnr" in wanted:
-            values["psnr"] = psnr(ref, out)
-        if "ssim" in wanted:
-            values["ssim"] = ssim(ref, out)
-        if "lpips" in wanted:
-            values["lpips"] = self._lpips(ref, match_geometry(ref, out))
+        if previous is not None and self._repeats(previous, ref, out):
+            # The same input and output as the frame before: the same fidelity numbers, without the work.
+            earlier = previous.meta["metrics"]
+            values.update({name: earlier[name] for name in ("psnr", "ssim", "lpips") if name in earlier})
+        else:
+            if "psnr" in wanted:
+                values["psnr"] = psnr(ref, out_at_ref)
+            if "ssim" in wanted:
+                values["ssim"] = ssim(ref, out_at_ref)
+            if "lpips" in wanted:
+                values["lpips"] = self._lpips(ref, out_at_ref)
         if previous is None:
             return values
-        prev_out, prev_in = previous.as_array(), input_pixels(previous)
+        prev_in = input_pixels(previous)
+        prev_out = match_geometry(prev_in, previous.as_array())
         flow = frame.meta.get("flow")
         if "e_warp" in wanted and flow is not None:
-            pair = warp_error_pair(prev_in, ref, prev_out, out, *flow)
+            pair = warp_error_pair(prev_in, ref, prev_out, out_at_ref, *flow)
             values.update(e_warp=pair.output, e_warp_input=pair.input, e_warp_ratio=pair.ratio)
         if "tof" in wanted:
-            values["tof"] = tof(prev_in, ref, prev_out, out)
+            values["tof"] = tof(prev_in, ref, prev_out, out_at_ref)
         if "tlp" in wanted:
-            values["tlp"] = self._lpips.tlp(prev_in, ref, match_geometry(ref, prev_out), match_geometry(ref, out))
+            values["tlp"] = self._lpips.tlp(prev_in, ref, prev_out, out_at_ref)
         return values
+
+    @staticmethod
+    def _repeats(previous: Frame, ref: np.ndarray, out: np.ndarray) -> bool:
+        """Whether ``previous`` had this very input and output (and its metrics are known)."""
+        return (
+            "metrics" in previous.meta
+            and identical(input_pixels(previous), ref)
+            and identical(previous.as_array(), out)
+        )
 
     def close_sync(self) -> None:
         if self._csv_file is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from ..engine import BlockingStage, ConfigError, Frame, RunContext
 from ..options import RESTORERS
 from ..restore.base import Restored, Restorer, same_pixels
+from ..restore.detect import Detector
 from .basic import resize_lanczos
 from .registry import register
 
@@ -47,6 +48,11 @@ class RestoreConfig:
     device: str | None = None  # None: the run's device
     fetch: bool = False  # download missing GFPGAN weights
     gfpgan_model: str = "gfpgan_v1.3"
+    # Finds the faces instead of the restorer's own detector (RetinaFace for GFPGAN, the LBP cascade for
+    # classic): a callable taking RGB frames and giving each one's FaceDetection list.
+    detector: Detector | None = None
+    detect_every: int = 1  # GFPGAN: run face detection on every k-th frame, carrying faces between
+    smooth_landmarks: bool = False  # GFPGAN: One-Euro smoothing of the landmarks that drive alignment
 
     def __post_init__(self) -> None:
         if self.restorer not in RESTORERS:
@@ -147,11 +153,14 @@ def build_restorer(name: str, config: RestoreConfig, device: str) -> Restorer:
             upscale=config.scale,
             device=device,
             max_faces_per_batch=config.max_faces_per_batch,
+            detector=config.detector,
+            detect_every=config.detect_every,
+            smooth_landmarks=config.smooth_landmarks,
         )
     from ..restore.classic import ClassicRestorer, LanczosRestorer
 
     if name == "classic":
-        return ClassicRestorer(scale=config.scale)
+        return ClassicRestorer(scale=config.scale, detector=config.detector)
     if name == "none":
         return LanczosRestorer(scale=config.scale)
     raise ConfigError(f"unknown restorer {name!r}; known: {', '.join(RESTORERS)}")

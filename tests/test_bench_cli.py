@@ -1,0 +1,112 @@
+"""``gifstream bench``: it runs on a tiny synthetic input and prints its tables; its arithmetic and inputs."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gifstream.benchmark import (
+    add_bench_parser,
+    pipeline_figures,
+    retinaface_rows,
+    synthetic_frames,
+    with_landmarks,
+)
+from gifstream.engine import ConfigError
+from gifstream.restore.detect import FaceDetection, detection_from_row
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gifstream")
+    add_bench_parser(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+def test_bench_runs_on_a_tiny_input_and_prints_the_tables(tmp_path: Path, capsys) -> None:
+    args = bench_args(
+        "--no-baseline",
+        "--frames",
+        "4",
+        "--size",
+        "64x48",
+        "--isolated-frames",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+
+    assert args.handler(args) == 0
+
+    printed = capsys.readouterr().out
+    assert "## gifstream bench: preset offline" in printed
+    for part in ("decode", "restore", "flow", "metrics", "encode"):
+        assert f"| {part} |" in printed
+    assert "| efficiency: steady end-to-end / slowest part alone |" in printed
+    assert "| offline >= 30.0 frames/s at 64x48 |" in printed
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["gifstream"]["frames"] == 4
+    assert results["isolated"]["frames"] == 3
+    assert [part["name"] for part in results["isolated"]["parts"]] == ["decode", "restore", "flow", "metrics", "encode"]
+    assert set(results["gifstream"]["metrics"]) == {"psnr", "ssim", "e_warp", "e_warp_input", "e_warp_ratio"}
+    assert results["gifstream"]["peak_rss_mb"] > 0
+
+
+def test_efficiency_and_latency_come_from_the_slowest_part_and_the_sum_of_parts() -> None:
+    isolated = {
+        "parts": [
+            {"name": "decode", "mean_s": 0.005, "frames_per_s": 200.0},
+            {"name": "restore", "mean_s": 0.050, "frames_per_s": 20.0},
+            {"name": "encode", "mean_s": 0.025, "frames_per_s": 40.0},
+        ]
+    }
+    run = {"steady_frames_per_s": 18.0, "first_output_after_setup_s": 0.12}
+
+    figures = pipeline_figures(isolated, run)
+
+    assert figures["slowest"] == "restore"
+    assert figures["efficiency"] == pytest.approx(18 / 20)
+    assert figures["one_frame_s"] == pytest.approx(0.080)
+    assert figures["latency_frames"] == pytest.approx(0.12 / 0.080)
+
+
+def test_synthetic_input_holds_each_picture_for_hold_frames() -> None:
+    frames = list(synthetic_frames(7, (40, 30), hold=3))
+
+    assert [frame.index for frame in frames] == list(range(7))
+    assert all(frame.pixels.shape == (30, 40, 3) and frame.pixels.dtype == np.uint8 for frame in frames)
+    same = [np.array_equal(a.pixels, b.pixels) for a, b in itertools.pairwise(frames)]
+    assert same == [True, True, False, True, True, False]
+
+
+def test_template_landmarks_sit_inside_the_box_and_round_trip_as_retinaface_rows() -> None:
+    face = with_landmarks(FaceDetection((100.0, 50.0, 200.0, 170.0), score=0.9))
+
+    assert face.landmarks is not None
+    assert np.all((face.landmarks[:, 0] > 100) & (face.landmarks[:, 0] < 200))
+    assert np.all((face.landmarks[:, 1] > 50) & (face.landmarks[:, 1] < 170))
+    assert face.eye_distance == pytest.approx(40.0)  # eyes at 30 % and 70 % of a 100-pixel-wide box
+    rows = retinaface_rows([face, face])
+    assert rows.shape == (2, 15)
+    back = detection_from_row(rows[0])
+    assert back.box == pytest.approx(face.box) and np.allclose(back.landmarks, face.landmarks)
+    assert retinaface_rows([]).shape == (0, 15)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--frames", "1"), "--frames must be at least 2"),
+        (("--isolated-frames", "1"), "--isolated-frames must be at least 2"),
+        (("--lengths", "100", "1"), "--lengths must all be at least 2"),
+        (("no-such-file.gif",), "is not a file"),
+    ],
+)
+def test_bad_bench_arguments_are_config_errors(argv: tuple[str, ...], message: str) -> None:
+    args = bench_args("--no-baseline", *argv)
+    with pytest.raises(ConfigError, match=message):
+        args.handler(args)
