@@ -14,6 +14,7 @@ GFPGANer draws fresh noise for the StyleGAN2 decoder on every call
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -120,6 +121,9 @@ class GfpganRestorer:
             raise ConfigError("GfpganRestorer needs detection_path (RetinaFace weights) when no detector is given")
         import_model_libraries()
         self.device = torch.device(device)
+        # On a GPU the restorer's work goes on a stream of its own, so copies and kernels of other
+        # stages' streams can overlap with it; on the CPU there is no stream at all.
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         # On the CPU the background and the faces are worked on side by side, each on this many threads.
         self.intra_op_threads = (intra_op_threads or default_intra_op_threads()) if self.device.type == "cpu" else None
         self.upscale = upscale
@@ -157,7 +161,7 @@ class GfpganRestorer:
             cap_intra_op_threads(self.intra_op_threads)
             # The background does not depend on the faces: Real-ESRGAN runs on a thread of its own meanwhile.
             backgrounds_done = start_beside(lambda: self._upsample_backgrounds(fresh), self.intra_op_threads)
-        with torch.inference_mode():
+        with torch.inference_mode(), device_stream(self.stream):
             helpers = [
                 align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
                 for frame, marks in zip(fresh, landmarks, strict=True)
@@ -239,6 +243,15 @@ class GfpganRestorer:
 
 
 @functools.cache
+def device_stream(stream: Any) -> Any:
+    """``torch.cuda.stream(stream)`` on a GPU; nothing on the CPU."""
+    if stream is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.stream(stream)
+
+
 def face_helper_class() -> type:
     """facexlib's FaceRestoreHelper without its model loading, for one frame's faces.
 
