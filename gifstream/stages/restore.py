@@ -28,14 +28,6 @@ log = logging.getLogger(__name__)
 GFPGAN_MODELS = ("gfpgan_v1.3", "gfpgan_v1.4")
 # Registry names of the other weights a GFPGAN run needs, by role.
 GFPGAN_COMPANIONS = {"realesrgan": "realesrgan_x2plus", "detection": "retinaface_resnet50", "parsing": "parsenet"}
-# Release file names, to tell the user which files are missing without touching the network.
-RELEASE_FILES = {
-    "gfpgan_v1.3": "GFPGANv1.3.pth",
-    "gfpgan_v1.4": "GFPGANv1.4.pth",
-    "realesrgan_x2plus": "RealESRGAN_x2plus.pth",
-    "retinaface_resnet50": "detection_Resnet50_Final.pth",
-    "parsenet": "parsing_parsenet.pth",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +80,9 @@ def select_restorer(config: RestoreConfig) -> tuple[str, str]:
         return "gfpgan", "--restorer gfpgan"
     missing, unusable = unavailable_gfpgan_weights(config)
     if missing:
-        files = ", ".join(RELEASE_FILES[name] for name in missing)
+        from ..weights import get_entry
+
+        files = ", ".join(get_entry(name).filename for name in missing)
         return "classic", (
             f"GFPGAN weights not cached ({files}); using the offline classic restorer — "
             f"run `{fetch_command(missing, config.weights_dir)}` (or pass --fetch-weights) for GFPGAN"
