@@ -55,12 +55,21 @@ def parse_variant(values: list[str]) -> Variant:
     return Variant(name, Path(tree).resolve(), env)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def config_path(config: str) -> str:
+    """A preset name as the path of this checkout's TOML (an exported tree may have no configs/ of its own)."""
+    preset = REPO / "configs" / f"{config}.toml"
+    return str(preset) if not Path(config).exists() and preset.is_file() else config
+
+
 def run_once(variant: Variant, source: Path, config: str, work: Path) -> dict[str, Any]:
     """One ``gifstream process`` run of ``variant``; its report's figures."""
     report = work / f"{variant.name}.json"
     env = {**os.environ, **variant.env, "PYTHONPATH": str(variant.tree)}
     command = [sys.executable, "-m", "gifstream.cli", "process", str(source), "-o", str(work / "out.gif")]
-    command += ["--overwrite", "--quiet", "--config", config, "--report", str(report)]
+    command += ["--overwrite", "--quiet", "--config", config_path(config), "--report", str(report)]
     subprocess.run(command, check=True, env=env, cwd=work)
     data = json.loads(report.read_text())
     busy = {stage["name"]: stage["frames_per_s_busy"] for stage in data["stages"]}

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import ConfigError, Frame, RunContext, RunnerConfig, Stage, StreamInfo
+from .engine import ConfigError, Frame, GifstreamError, RunContext, RunnerConfig, Stage, StreamInfo
 from .options import ProcessOptions, load_config, parse_size
 from .restore.detect import CascadeFaceDetector, FaceDetection
 
@@ -91,6 +91,7 @@ def add_bench_parser(subparsers: Any) -> None:
         default=1000,
         help="longest input the notebook runs on in --lengths (it keeps every frame in memory; default 1000)",
     )
+    cmd.add_argument("--batch", type=int, default=1, help="gifstream's --batch: frames per batch (default 1)")
     cmd.add_argument(
         "--detect-every",
         type=int,
@@ -118,6 +119,7 @@ class Tuning:
     torch_threads: int | None = None
     keep_freed_memory: bool = False
     detect_every: int = 1
+    batch: int = 1
 
     def describe(self) -> str:
         defaults = dataclasses.asdict(Tuning())
@@ -149,6 +151,8 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         raise ConfigError(f"--hold must be >= 1, got {args.hold}")
     if args.detect_every < 1:
         raise ConfigError(f"--detect-every must be >= 1, got {args.detect_every}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
     isolated = args.isolated_frames or DEFAULT_ISOLATED[preset]
     if isolated < 2:
         raise ConfigError(f"--isolated-frames must be at least 2, got {isolated}")
@@ -172,7 +176,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         baseline=args.baseline,
         lengths=lengths,
         baseline_max_frames=args.baseline_max_frames,
-        tuning=Tuning(args.cv_threads, args.torch_threads, args.keep_freed_memory, args.detect_every),
+        tuning=Tuning(args.cv_threads, args.torch_threads, args.keep_freed_memory, args.detect_every, args.batch),
     )
 
 
@@ -274,27 +278,30 @@ def run_worker(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps({**spec, "kind": kind}))
         command = [sys.executable, "-m", "gifstream.benchmark", str(spec_file), str(result_file)]
-        subprocess.run(command, check=True)
-        result: dict[str, Any] = json.loads(result_file.read_text())
-        return result
+        return run_measurement(command, result_file, f"the gifstream {kind} measurement")
+
+
+def run_measurement(command: list[str], result_file: Path, what: str) -> dict[str, Any]:
+    """Run a measuring process and read the JSON it leaves; its errors go to stderr as they happen."""
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        raise GifstreamError(f"bench: {what} failed (exit {completed.returncode}); its messages are above")
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    return result
 
 
 def run_notebook(source: Path, workdir: Path, preset: str, weights: Path | None) -> dict[str, Any]:
     result_file = workdir.with_suffix(".json")
     command = [sys.executable, str(BASELINE_SCRIPT), "run", "--input", str(source), "--workdir", str(workdir)]
     command += ["--preset", preset, "--json", str(result_file)] + (["--weights", str(weights)] if weights else [])
-    subprocess.run(command, check=True)
-    result: dict[str, Any] = json.loads(result_file.read_text())
-    return result
+    return run_measurement(command, result_file, "the seed notebook run")
 
 
 def evaluate(source: Path, output: Path, preset: str, weights: Path | None) -> dict[str, Any]:
     result_file = output.with_suffix(".scores.json")
     command = [sys.executable, str(BASELINE_SCRIPT), "evaluate", "--input", str(source), "--output", str(output)]
     command += ["--preset", preset, "--json", str(result_file)] + (["--weights", str(weights)] if weights else [])
-    subprocess.run(command, check=True)
-    result: dict[str, Any] = json.loads(result_file.read_text())
-    return result
+    return run_measurement(command, result_file, f"scoring {output.name}")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -310,6 +317,7 @@ def prepare_input(plan: BenchPlan, work: Path, count: int | None) -> Path:
     path = work / name
     if not path.exists():
         assert count is not None
+        progress(f"writing the {count}-frame input {path.name}")
         frames = cycled_frames(plan.input, count) if plan.input else synthetic_frames(count, plan.size, plan.hold)
         write_gif(path, frames, count)
     return path
@@ -495,18 +503,21 @@ def retinaface_rows(faces: Sequence[FaceDetection]) -> np.ndarray:
 # --------------------------------------------------------------------------- the gifstream side (worker processes)
 
 
-def preset_options(preset: str, weights: str | None) -> ProcessOptions:
+def preset_options(spec: dict[str, Any]) -> ProcessOptions:
     """The options of a preset: ``offline`` is configs/offline.toml; ``models`` uses the notebook's models."""
-    if preset == "offline":
-        return ProcessOptions().merged(load_config("offline"), "config offline").replace(device="cpu", quiet=True)
+    batch = (spec.get("tuning") or {}).get("batch", 1)
+    if spec["preset"] == "offline":
+        offline = ProcessOptions().merged(load_config("offline"), "config offline")
+        return offline.replace(device="cpu", quiet=True, batch=batch)
     return ProcessOptions(
         restorer="gfpgan",
         scale=2,
         flow="raft_large",
         metrics=("psnr", "ssim", "lpips", "e_warp"),
-        weights_dir=weights,
+        weights_dir=spec.get("weights"),
         device="cpu",
         quiet=True,
+        batch=batch,
     )
 
 
@@ -569,7 +580,7 @@ async def run_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     from .io import Limits, open_sink, open_source
     from .io.gif import GifOptions
 
-    options = preset_options(spec["preset"], spec.get("weights"))
+    options = preset_options(spec)
     detect_every = (spec.get("tuning") or {}).get("detect_every", 1)
     stages = [TimedSetup(stage) for stage in gifstream_stages(options, spec["preset"], detect_every)]
     source = open_source(spec["input"], limits=Limits())
@@ -626,7 +637,7 @@ async def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
     """
     from .io import open_sink, open_source
 
-    options = preset_options(spec["preset"], spec.get("weights"))
+    options = preset_options(spec)
     source = open_source(spec["input"])
     info = source.open()
     frames, decode_times = decode_timed(source, spec["frames"])
@@ -634,7 +645,7 @@ async def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = RunContext(device="cpu", info=info, options={"quiet": True})
     detect_every = (spec.get("tuning") or {}).get("detect_every", 1)
     for stage in gifstream_stages(options, spec["preset"], detect_every):
-        parts.append(await stage_times(stage, frames, ctx))
+        parts.append(await stage_times(stage, frames, ctx, options.batch))
     encode_times = PartTimes("encode")
     with tempfile.TemporaryDirectory() as tmp:
         sink = open_sink(Path(tmp) / "isolated.gif", format="gif", overwrite=True)
@@ -654,13 +665,21 @@ class PartTimes:
     name: str
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    page_faults: list[float] = field(default_factory=list)
 
     @contextlib.contextmanager
     def frame(self) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), cpu_seconds()
+        wall, cpu, faults = time.perf_counter(), cpu_seconds(), minor_page_faults()
         yield
         self.wall.append(time.perf_counter() - wall)
         self.cpu.append(cpu_seconds() - cpu)
+        self.page_faults.append(minor_page_faults() - faults)
+
+    def spread_last(self, frames: int) -> None:
+        """The last measurement covered ``frames`` frames: record it as that many equal per-frame ones."""
+        for series in (self.wall, self.cpu, self.page_faults):
+            share = series.pop() / frames
+            series.extend([share] * frames)
 
     def summary(self) -> dict[str, Any]:
         """The first frame (warm-up) apart; the mean of the rest as the part's steady cost."""
@@ -672,6 +691,7 @@ class PartTimes:
             "first_frame_s": round(self.wall[0], 5),
             "mean_s": round(mean, 5),
             "cpu_mean_s": round(float(np.mean(self.cpu[steady])), 5),
+            "page_faults_mean": round(float(np.mean(self.page_faults[steady])), 1),
             "frames_per_s": round(1 / mean, 3) if mean > 0 else None,
         }
 
@@ -680,6 +700,11 @@ def cpu_seconds() -> float:
     """CPU time of the whole process (every thread), user and system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def minor_page_faults() -> int:
+    """Pages the process has touched for the first time so far (each one a trap to the kernel)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def decode_timed(source: Any, count: int) -> tuple[list[Frame], PartTimes]:
@@ -692,23 +717,28 @@ def decode_timed(source: Any, count: int) -> tuple[list[Frame], PartTimes]:
         if frame is None:
             times.wall.pop()
             times.cpu.pop()
+            times.page_faults.pop()
             break
         frames.append(frame)
     source.close()
     return frames, times
 
 
-async def stage_times(stage: Stage, frames: list[Frame], ctx: RunContext) -> dict[str, Any]:
+async def stage_times(stage: Stage, frames: list[Frame], ctx: RunContext, batch: int = 1) -> dict[str, Any]:
+    """One stage alone over ``frames``, in batches as the runner would form them; per-frame times."""
     started = time.perf_counter()
     await stage.setup(ctx)
     setup = time.perf_counter() - started
+    size = min(batch, stage.max_batch)
     times = PartTimes(stage.name)
     previous: Frame | None = None
     try:
-        for frame in frames:
+        for start in range(0, len(frames), size):
+            chunk = frames[start : start + size]
             with times.frame():
-                [done] = await stage.process([frame], previous if stage.needs_previous else None)
-            previous = dataclasses.replace(done, meta=dict(done.meta))  # the snapshot the runner passes on
+                done = await stage.process(chunk, previous if stage.needs_previous else None)
+            times.spread_last(len(chunk))
+            previous = dataclasses.replace(done[-1], meta=dict(done[-1].meta))  # the snapshot the runner passes on
     finally:
         await stage.close()
     return {**times.summary(), "setup_s": round(setup, 4)}
@@ -752,7 +782,17 @@ def keep_freed_memory() -> None:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """``python -m gifstream.benchmark SPEC RESULT``: one measurement, described by a JSON spec."""
+    """``python -m gifstream.benchmark SPEC RESULT``: one measurement, described by a JSON spec.
+
+    This is how ``gifstream bench`` runs each measurement in a fresh process;
+    run ``gifstream bench`` itself.
+    """
+    if len(argv) != 2:
+        print(
+            "usage: python -m gifstream.benchmark SPEC.json RESULT.json (run `gifstream bench` instead)",
+            file=sys.stderr,
+        )
+        return 2
     spec_file, result_file = argv
     spec = json.loads(Path(spec_file).read_text())
     apply_tuning(spec.get("tuning") or {})
@@ -833,15 +873,15 @@ def stage_lines(isolated: dict[str, Any], mine: dict[str, Any]) -> list[str]:
         f"gifstream parts: alone on the first {isolated['frames']} frames (steady mean, first frame apart), "
         "and in the run (busy time, input queue depth):",
         "",
-        "| part | alone ms/frame | alone CPU ms/frame | alone frames/s | first frame ms | in run: busy s "
-        "| busy frames/s | max queue | mean queue |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| part | alone ms/frame | alone CPU ms/frame | alone page faults/frame | alone frames/s | first frame ms "
+        "| in run: busy s | busy frames/s | max queue | mean queue |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for part in isolated["parts"]:
         run_stats = in_run.get(part["name"], {})
         lines.append(
             f"| {part['name']} | {fmt(part['mean_s'] * 1000)} | {fmt(part['cpu_mean_s'] * 1000)} "
-            f"| {fmt(part['frames_per_s'])} "
+            f"| {fmt(part['page_faults_mean'])} | {fmt(part['frames_per_s'])} "
             f"| {fmt(part['first_frame_s'] * 1000)} | {fmt(run_stats.get('busy_s'))} "
             f"| {fmt(run_stats.get('frames_per_s_busy'))} | {fmt(run_stats.get('max_queue'))} "
             f"| {fmt(run_stats.get('mean_queue'))} |"

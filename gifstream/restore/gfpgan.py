@@ -168,14 +168,26 @@ class GfpganRestorer:
             ]
             restored = iter(self._restore_faces([crop for helper in helpers for crop in helper.cropped_faces]))
             backgrounds = backgrounds_done() if self.intra_op_threads is not None else self._upsample_backgrounds(fresh)
-            unique = []
-            for helper, background in zip(helpers, backgrounds, strict=True):
+            for helper in helpers:
                 for _ in helper.cropped_faces:
                     helper.add_restored_face(next(restored))
                 helper.get_inverse_affine(None)
-                pasted = helper.paste_faces_to_input_image(upsample_img=background)
-                unique.append(Restored(cv2.cvtColor(pasted, cv2.COLOR_BGR2RGB), len(helper.cropped_faces)))
+            unique = self._paste_all(helpers, backgrounds)
         return expand_repeats(unique, repeats)
+
+    def _paste_all(self, helpers: list[Any], backgrounds: list[np.ndarray | None]) -> list[Restored]:
+        """Each frame's restored faces pasted onto its background (ParseNet masks them: the costly part).
+
+        On the CPU, with several frames, every other frame is pasted on a
+        second thread meanwhile, which is idle once the backgrounds are done.
+        """
+        pairs = list(zip(helpers, backgrounds, strict=True))
+        if self.intra_op_threads is None or len(pairs) < 2:
+            return [pasted_frame(helper, background) for helper, background in pairs]
+        odd_done = start_beside(lambda: [pasted_frame(h, b) for h, b in pairs[1::2]], self.intra_op_threads)
+        even = [pasted_frame(helper, background) for helper, background in pairs[0::2]]
+        odd = odd_done()
+        return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(len(pairs))]
 
     def restore_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [restored.pixels for restored in self.restore(frames)]
@@ -242,7 +254,12 @@ class GfpganRestorer:
         return batch
 
 
-@functools.cache
+def pasted_frame(helper: Any, background: np.ndarray | None) -> Restored:
+    """facexlib's paste-back of a frame's restored faces onto its background, as RGB."""
+    pasted = helper.paste_faces_to_input_image(upsample_img=background)
+    return Restored(cv2.cvtColor(pasted, cv2.COLOR_BGR2RGB), len(helper.cropped_faces))
+
+
 def device_stream(stream: Any) -> Any:
     """``torch.cuda.stream(stream)`` on a GPU; nothing on the CPU."""
     if stream is None:
@@ -252,6 +269,7 @@ def device_stream(stream: Any) -> Any:
     return torch.cuda.stream(stream)
 
 
+@functools.cache
 def face_helper_class() -> type:
     """facexlib's FaceRestoreHelper without its model loading, for one frame's faces.
 
