@@ -12,6 +12,9 @@ import pytest
 from gifstream.engine import Frame, Pipeline, RunnerConfig, StageError
 from gifstream.engine.stage import RunContext
 
+# The schedule without the first frame travelling alone (tested on its own below).
+OVERLAP_FROM_THE_START = RunnerConfig(first_frame_alone=False)
+
 
 def make_frame(i: int) -> Frame:
     return Frame(index=i, pixels=np.zeros((2, 2, 3), np.uint8), duration_ms=100.0)
@@ -100,11 +103,75 @@ async def drain(pipeline: Pipeline, tracker: Tracker, delay: float = 0.0) -> lis
 async def test_stages_overlap_so_the_run_takes_as_long_as_the_slowest_stage(looptime: float) -> None:
     tracker = Tracker()
     stages = [FakeStage("a", tracker, delay=1.0), FakeStage("b", tracker, delay=2.0)]
-    out = await drain(Pipeline(source(10, tracker), stages), tracker)
+    config = RunnerConfig(first_frame_alone=False)
+    out = await drain(Pipeline(source(10, tracker), stages, config=config), tracker)
     assert [f.index for f in out] == list(range(10))
     # a's first frame (1 s), then b paces the rest: 1 + 10 * 2 — not the 30 s of running them in turn.
     assert looptime == pytest.approx(21.0)
     assert all(f.meta["path"] == ["a", "b"] for f in out)
+
+
+class Clock:
+    """When each stage started and ended each frame, in loop time."""
+
+    def __init__(self) -> None:
+        self.spans: dict[tuple[str, int], tuple[float, float]] = {}
+
+
+class TimedStage(FakeStage):
+    def __init__(self, name: str, tracker: Tracker, clock: Clock, **kwargs: object) -> None:
+        super().__init__(name, tracker, **kwargs)  # type: ignore[arg-type]
+        self.clock = clock
+
+    async def process(self, batch: Sequence[Frame], previous: Frame | None) -> list[Frame]:
+        started = asyncio.get_running_loop().time()
+        result = await super().process(batch, previous)
+        for frame in batch:
+            self.clock.spans[(self.name, frame.index)] = (started, asyncio.get_running_loop().time())
+        return result
+
+
+@pytest.mark.looptime
+async def test_the_first_frame_travels_alone_so_it_comes_out_after_one_frames_time(looptime: float) -> None:
+    tracker, clock = Tracker(), Clock()
+    stages = [TimedStage("a", tracker, clock, delay=1.0), TimedStage("b", tracker, clock, delay=2.0)]
+    first_out: list[float] = []
+    async with Pipeline(source(10, tracker), stages) as frames:
+        async for _frame in frames:
+            first_out = first_out or [asyncio.get_running_loop().time()]
+            await asyncio.sleep(0.5)  # the consumer (an encoder) takes its time with each frame
+    # Frame 0 alone: a (1 s) + b (2 s). Nothing else ran meanwhile, not even a on frame 1 ...
+    assert first_out == [pytest.approx(3.0)]
+    assert clock.spans[("a", 1)][0] == pytest.approx(3.5)  # ... which starts once the consumer is done with frame 0
+    # After that the stages overlap as usual: b paces the run.
+    assert clock.spans[("b", 9)][1] == pytest.approx(4.5 + 9 * 2.0)  # b on frames 1-9 back to back
+
+
+class Dropper(FakeStage):
+    """Drops frame 0 (a filter), or with ``hold`` keeps each frame until the next arrives (a look-ahead)."""
+
+    def __init__(self, name: str, tracker: Tracker, *, hold: bool) -> None:
+        super().__init__(name, tracker, delay=0.1)
+        self.hold = hold
+        self.held: list[Frame] = []
+
+    async def process(self, batch: Sequence[Frame], previous: Frame | None) -> list[Frame]:
+        await super().process(batch, previous)
+        if not self.hold:
+            return [f for f in batch if f.index != 0]
+        out, self.held = self.held, list(batch)
+        return out
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("hold", [False, True], ids=["drops-frame-0", "holds-each-frame"])
+async def test_a_stage_that_drops_or_holds_the_first_frame_does_not_stall_the_run(hold: bool) -> None:
+    tracker = Tracker()
+    stages = [FakeStage("a", tracker, delay=0.2), Dropper("filter", tracker, hold=hold), FakeStage("b", tracker)]
+    out = await asyncio.wait_for(drain(Pipeline(source(5, tracker), stages), tracker), timeout=60)
+    # Held frames are never flushed by this toy stage, so the last one stays inside it.
+    assert [f.index for f in out] == ([0, 1, 2, 3] if hold else [1, 2, 3, 4])
+    assert all(f.meta["path"] == ["a", "filter", "b"] for f in out)
 
 
 @pytest.mark.looptime
@@ -164,9 +231,14 @@ async def test_batching_waits_at_most_the_deadline_and_never_at_end_of_stream(lo
     assert looptime == pytest.approx(3.0)
     batcher2 = FakeStage("batcher", tracker, max_batch=8)
     start = asyncio.get_running_loop().time()
-    await drain(Pipeline(source(3, tracker), [batcher2], config=config), tracker)
+    overlap = RunnerConfig(batch_timeout=0.25, first_frame_alone=False)
+    await drain(Pipeline(source(3, tracker), [batcher2], config=overlap), tracker)
     assert batcher2.batches == [[0, 1, 2]]
     assert asyncio.get_running_loop().time() - start == pytest.approx(0.0)
+    # By default the first frame goes through alone, then the rest batch up.
+    batcher3 = FakeStage("batcher", tracker, max_batch=8)
+    await drain(Pipeline(source(3, tracker), [batcher3], config=config), tracker)
+    assert batcher3.batches == [[0], [1, 2]]
 
 
 @pytest.mark.looptime
@@ -191,7 +263,7 @@ async def test_an_error_in_any_stage_ends_the_run_promptly_with_stage_and_frame(
     tracker = Tracker()
     stages = [FakeStage(f"s{k}", tracker, delay=1.0, fail_at=frame if k == failing else None) for k in range(3)]
     with pytest.raises(StageError) as caught:
-        await drain(Pipeline(source(1000, tracker), stages), tracker)
+        await drain(Pipeline(source(1000, tracker), stages, config=OVERLAP_FROM_THE_START), tracker)
     err = caught.value
     assert (err.stage, err.frame_index) == (f"s{failing}", frame)
     assert isinstance(err.__cause__, ValueError)

@@ -11,6 +11,12 @@ fill, never at end of stream), processes it, and passes the frames on; one
 task per stage keeps frames in order by construction. The first error
 anywhere cancels every task and is raised to the consumer, wrapped in
 :class:`StageError` with the stage's name and the frame index.
+
+Until the first frame has come out, it travels alone (``first_frame_alone``):
+frames behind it would only take CPU from it, so the first output arrives
+after one frame's processing time rather than after the queues fill. The
+gate opens when the consumer has taken the first frame, or when every stage
+is idle without having passed it on (a stage that drops or holds frames).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class RunnerConfig:
     # After an error or cancellation, how long to wait for stages (which may be
     # mid-batch on their threads) to close; their close still runs afterwards.
     close_timeout: float = 1.0
+    # Let the first frame through alone, for the shortest time to the first output.
+    first_frame_alone: bool = True
 
     def __post_init__(self) -> None:
         if self.queue_depth < 1:
@@ -138,6 +146,9 @@ class Pipeline:
         self._failure: asyncio.Future[BaseException] | None = None
         self._ready: list[Stage] = []
         self._entered = False
+        self._first_through = asyncio.Event()  # set: frames after the first may enter
+        self._idle_stages = 0
+        self._first_fed = False
 
     async def __aenter__(self) -> AsyncIterator[Frame]:
         if self._entered:
@@ -152,6 +163,8 @@ class Pipeline:
             await self._close_stages()
             await _aclose(self._source)
             raise
+        if not self._config.first_frame_alone:
+            self._first_through.set()
         depth = self._config.queue_depth
         self._queues = [asyncio.Queue(maxsize=depth) for _ in range(len(self._stages) + 1)]
         self._tasks.append(asyncio.create_task(self._feed(self._queues[0]), name="gifstream-source"))
@@ -192,8 +205,11 @@ class Pipeline:
         async for frame in self._source:
             if frame.index <= last:
                 raise StageError("source", frame.index, ValueError(f"frame index {frame.index} after {last}"))
+            if last >= 0:
+                await self._first_through.wait()
             last = frame.index
             await out.put(frame)
+            self._first_fed = True
         await out.put(_END)
 
     async def _work(self, stage: Stage, stats: StageStats, inq: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
@@ -226,7 +242,7 @@ class Pipeline:
                 return
 
     async def _collect(self, inq: asyncio.Queue[Any], limit: int) -> tuple[list[Frame], bool]:
-        first = await inq.get()
+        first = await self._next_input(inq)
         if first is _END:
             return [], True
         batch = [first]
@@ -248,6 +264,22 @@ class Pipeline:
             batch.append(item)
         return batch, False
 
+    async def _next_input(self, inq: asyncio.Queue[Any]) -> Any:
+        """The next item of ``inq``; while waiting, the stage counts as idle (see :meth:`_open_if_stuck`)."""
+        if not inq.empty():
+            return inq.get_nowait()
+        self._idle_stages += 1
+        try:
+            self._open_if_stuck()
+            return await inq.get()
+        finally:
+            self._idle_stages -= 1
+
+    def _open_if_stuck(self) -> None:
+        """Let frames in when the first one is held or dropped: every stage waits and no queue holds a frame."""
+        if self._first_fed and self._idle_stages == len(self._stages) and all(q.empty() for q in self._queues):
+            self._first_through.set()
+
     async def _output(self) -> AsyncIterator[Frame]:
         assert self._failure is not None
         final = self._queues[-1]
@@ -262,6 +294,7 @@ class Pipeline:
                 return
             self.stats.mark_output()
             yield item
+            self._first_through.set()  # the consumer is done with it (an encoder has written it)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
