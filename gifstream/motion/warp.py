@@ -66,25 +66,30 @@ class FlowSampler:
     def warp_planes(self, image: np.ndarray) -> np.ndarray:
         """``image`` (H, W) or (H, W, C), any real dtype, read at x + flow(x), as channel-first (C, H, W) float32.
 
-        Whole pixels (all their channels) are gathered at once, then turned
-        channel-first so that each weighting runs along whole planes, which
-        is several times faster than weighting rows of a few channels.
+        Each channel is gathered as its own contiguous plane: gathering whole
+        pixels and then turning the result channel-first costs a strided
+        transpose of every corner, more than the gathers themselves.
         """
         if image.shape[:2] != self.shape:
             raise InputError(
                 f"image is {image.shape[1]}x{image.shape[0]} but the flow is {self.shape[1]}x{self.shape[0]}"
             )
-        pixels = image.reshape(self.shape[0] * self.shape[1], -1)
-        out: np.ndarray | None = None
-        for index, weight in zip(self._index, self._weights, strict=True):
-            corner = np.take(pixels, index, axis=0, mode="clip").T.astype(np.float32, order="C")
-            corner *= weight
-            if out is None:
-                out = corner
-            else:
-                out += corner
-        assert out is not None
+        channels = image.reshape(*self.shape, -1)
+        out = np.empty((channels.shape[2], self.shape[0] * self.shape[1]), np.float32)
+        for plane, warped in zip(np.moveaxis(channels, 2, 0), out, strict=True):
+            self._sample_plane(plane.ravel(), warped)
         return out.reshape(len(out), *self.shape)
+
+    def _sample_plane(self, plane: np.ndarray, out: np.ndarray) -> None:
+        """Bilinear reads of one flattened plane into ``out`` (float32, the plane's length)."""
+        for corner, (index, weight) in enumerate(zip(self._index, self._weights, strict=True)):
+            # mode="clip" keeps a non-finite flow from reading outside the image.
+            values = np.take(plane, index, mode="clip").astype(np.float32, copy=False)
+            if corner == 0:
+                np.multiply(values, weight, out=out)
+            else:
+                values *= weight
+                out += values
 
 
 def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
