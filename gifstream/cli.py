@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from . import __version__
+from .allocator import tune_for_streaming
 from .engine import ConfigError, Frame, GifstreamError, StreamInfo
 from .options import FLOWS, RESTORERS, ProcessOptions, load_config, parse_metrics, parse_size
 
@@ -32,6 +33,7 @@ class Interrupted(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_for_streaming()
     logging.basicConfig(format="gifstream: %(message)s", level=logging.INFO)
     # gifstream's own --max-* limits decide what is too large; Pillow's multi-line
     # warning would only break the one-line error output.
