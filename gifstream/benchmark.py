@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .engine import ConfigError, Frame, GifstreamError, RunContext, RunnerConfig, Stage, StreamInfo
 from .options import ProcessOptions, load_config, parse_size
 from .restore.detect import CascadeFaceDetector, FaceDetection
@@ -98,12 +100,27 @@ def add_bench_parser(subparsers: Any) -> None:
         default=1,
         help="gifstream finds faces every K frames and carries them between (a lever; default 1, every frame)",
     )
+    cmd.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="a gifstream process option for the gifstream runs, as in a TOML preset (e.g. flow=dis_fast); repeatable",
+    )
+    cmd.add_argument(
+        "--overlap-first-frame",
+        dest="first_frame_alone",
+        action="store_false",
+        help="let frames follow the first one at once instead of letting it through alone (a lever)",
+    )
     cmd.add_argument("--cv-threads", type=int, default=None, help="cv2.setNumThreads for the gifstream runs")
     cmd.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads for the gifstream runs")
     cmd.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="gifstream runs keep freed heap memory for reuse (glibc mallopt) instead of returning it to the system",
+        "--system-malloc",
+        dest="keep_freed_memory",
+        action="store_false",
+        help="leave glibc's allocator as it is instead of keeping freed memory for reuse as `gifstream` does",
     )
     cmd.add_argument("--workdir", default=None, help="keep inputs, outputs and weights here (default: a temp folder)")
     cmd.add_argument("--json", default=None, help="also write every measurement to this JSON file")
@@ -117,9 +134,11 @@ class Tuning:
 
     cv_threads: int | None = None
     torch_threads: int | None = None
-    keep_freed_memory: bool = False
+    keep_freed_memory: bool = True  # as the gifstream command runs (see gifstream.allocator)
     detect_every: int = 1
     batch: int = 1
+    first_frame_alone: bool = True
+    overrides: tuple[tuple[str, Any], ...] = ()  # process options laid over the preset's
 
     def describe(self) -> str:
         defaults = dataclasses.asdict(Tuning())
@@ -176,8 +195,32 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         baseline=args.baseline,
         lengths=lengths,
         baseline_max_frames=args.baseline_max_frames,
-        tuning=Tuning(args.cv_threads, args.torch_threads, args.keep_freed_memory, args.detect_every, args.batch),
+        tuning=Tuning(
+            args.cv_threads,
+            args.torch_threads,
+            args.keep_freed_memory,
+            args.detect_every,
+            args.batch,
+            args.first_frame_alone,
+            parse_overrides(args.overrides),
+        ),
     )
+
+
+def parse_overrides(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``OPTION=VALUE`` pairs read as TOML values (a bare word is a string), checked against ProcessOptions."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, equals, text = pair.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(f"--set takes OPTION=VALUE, got {pair!r}")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        overrides[name.strip().replace("-", "_")] = value
+    ProcessOptions().merged(overrides, "bench --set")  # unknown options and bad values fail here, not in a worker
+    return tuple(overrides.items())
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -505,10 +548,12 @@ def retinaface_rows(faces: Sequence[FaceDetection]) -> np.ndarray:
 
 def preset_options(spec: dict[str, Any]) -> ProcessOptions:
     """The options of a preset: ``offline`` is configs/offline.toml; ``models`` uses the notebook's models."""
-    batch = (spec.get("tuning") or {}).get("batch", 1)
+    tuning = spec.get("tuning") or {}
+    batch = tuning.get("batch", 1)
+    overrides = dict(tuning.get("overrides") or ())
     if spec["preset"] == "offline":
         offline = ProcessOptions().merged(load_config("offline"), "config offline")
-        return offline.replace(device="cpu", quiet=True, batch=batch)
+        return offline.replace(device="cpu", quiet=True, batch=batch).merged(overrides, "bench --set")
     return ProcessOptions(
         restorer="gfpgan",
         scale=2,
@@ -518,7 +563,7 @@ def preset_options(spec: dict[str, Any]) -> ProcessOptions:
         device="cpu",
         quiet=True,
         batch=batch,
-    )
+    ).merged(overrides, "bench --set")
 
 
 def gifstream_stages(options: ProcessOptions, preset: str, detect_every: int = 1) -> list[Stage]:
@@ -594,7 +639,11 @@ async def run_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
         stages,
         sink,
         RunContext(device="cpu", options={"quiet": True}),
-        RunnerConfig(queue_depth=options.queue_depth, batch_size=options.batch),
+        RunnerConfig(
+            queue_depth=options.queue_depth,
+            batch_size=options.batch,
+            first_frame_alone=(spec.get("tuning") or {}).get("first_frame_alone", True),
+        ),
         on_frame=lambda frame: written.append(time.perf_counter() - started),
     )
     total = time.perf_counter() - started
@@ -750,8 +799,8 @@ def peak_rss_mb() -> float:
 
 def apply_tuning(tuning: dict[str, Any]) -> None:
     """Process-wide settings for this worker, before any work."""
-    if tuning.get("keep_freed_memory"):
-        keep_freed_memory()
+    if tuning.get("keep_freed_memory", True) and not keep_freed_memory():
+        raise ConfigError("keeping freed memory needs glibc (mallopt is not available here); pass --system-malloc")
     if tuning.get("cv_threads") is not None:
         import cv2
 
@@ -760,25 +809,6 @@ def apply_tuning(tuning: dict[str, Any]) -> None:
         import torch
 
         torch.set_num_threads(int(tuning["torch_threads"]))
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the system.
-
-    By default glibc serves large blocks (a frame's worth of pixels) with
-    fresh pages from the system and returns them when freed, so every
-    per-frame temporary pays page faults again; with a high mmap threshold
-    and trim threshold the blocks are reused instead.
-    """
-    import ctypes
-
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc = ctypes.CDLL(None)
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
-        raise ConfigError("--keep-freed-memory needs glibc (mallopt is not available here)")
-    mallopt(m_mmap_threshold, 256 * 2**20)
-    mallopt(m_trim_threshold, 1024 * 2**20)
 
 
 def worker_main(argv: Sequence[str]) -> int:
@@ -895,10 +925,20 @@ def pipeline_figures(isolated: dict[str, Any], mine: dict[str, Any]) -> dict[str
     one_frame = sum(part["mean_s"] for part in isolated["parts"])
     steady = mine["steady_frames_per_s"]
     latency = mine["first_output_after_setup_s"]
+    # However well the parts overlap, the cores must do all of their work: the run cannot beat
+    # cores / (CPU seconds of every part per frame), whatever the slowest part alone manages.
+    cpu_per_frame = sum(part["cpu_mean_s"] for part in isolated["parts"])
+    cores = os.cpu_count() or 1
+    cpu_bound_fps = cores / cpu_per_frame if cpu_per_frame > 0 else None
+    ceiling = min(1.0, cpu_bound_fps / slowest["frames_per_s"]) if cpu_bound_fps and slowest["frames_per_s"] else None
+    efficiency = steady / slowest["frames_per_s"] if steady and slowest["frames_per_s"] else None
     return {
         "slowest": slowest["name"],
         "slowest_fps": slowest["frames_per_s"],
-        "efficiency": steady / slowest["frames_per_s"] if steady and slowest["frames_per_s"] else None,
+        "efficiency": efficiency,
+        "cpu_bound_fps": cpu_bound_fps,
+        "efficiency_ceiling": ceiling,
+        "of_ceiling": efficiency / ceiling if efficiency and ceiling else None,
         "one_frame_s": one_frame,
         "latency_frames": latency / one_frame if latency is not None and one_frame > 0 else None,
     }
@@ -914,6 +954,11 @@ def pipeline_lines(isolated: dict[str, Any], mine: dict[str, Any]) -> list[str]:
         f"| end-to-end frames/s, whole run | {fmt(mine['frames_per_s'])} |",
         f"| slowest part alone: {figures['slowest']}, frames/s | {fmt(figures['slowest_fps'])} |",
         f"| efficiency: steady end-to-end / slowest part alone | {fmt(figures['efficiency'])} |",
+        f"| CPU-bound ceiling: {os.cpu_count()} CPUs / the parts' CPU per frame, frames/s "
+        f"| {fmt(figures['cpu_bound_fps'])} |",
+        f"| highest efficiency those CPUs allow (ceiling / slowest part alone, at most 1) "
+        f"| {fmt(figures['efficiency_ceiling'])} |",
+        f"| efficiency reached of that ceiling | {fmt(figures['of_ceiling'])} |",
         f"| one frame's processing time (sum of the parts' steady ms) | {fmt(figures['one_frame_s'] * 1000)} ms |",
         f"| set-up (models, detectors) | {fmt(mine['setup_s'])} s |",
         f"| first output frame after set-up | {fmt(mine['first_output_after_setup_s'] * 1000)} ms "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from gifstream.benchmark import (
     add_bench_parser,
     pipeline_figures,
+    plan_from_args,
+    preset_options,
     retinaface_rows,
     synthetic_frames,
     with_landmarks,
@@ -59,9 +62,9 @@ def test_bench_runs_on_a_tiny_input_and_prints_the_tables(tmp_path: Path, capsys
 def test_efficiency_and_latency_come_from_the_slowest_part_and_the_sum_of_parts() -> None:
     isolated = {
         "parts": [
-            {"name": "decode", "mean_s": 0.005, "frames_per_s": 200.0},
-            {"name": "restore", "mean_s": 0.050, "frames_per_s": 20.0},
-            {"name": "encode", "mean_s": 0.025, "frames_per_s": 40.0},
+            {"name": "decode", "mean_s": 0.005, "cpu_mean_s": 0.005, "frames_per_s": 200.0},
+            {"name": "restore", "mean_s": 0.050, "cpu_mean_s": 0.050, "frames_per_s": 20.0},
+            {"name": "encode", "mean_s": 0.025, "cpu_mean_s": 0.045, "frames_per_s": 40.0},
         ]
     }
     run = {"steady_frames_per_s": 18.0, "first_output_after_setup_s": 0.12}
@@ -72,6 +75,38 @@ def test_efficiency_and_latency_come_from_the_slowest_part_and_the_sum_of_parts(
     assert figures["efficiency"] == pytest.approx(18 / 20)
     assert figures["one_frame_s"] == pytest.approx(0.080)
     assert figures["latency_frames"] == pytest.approx(0.12 / 0.080)
+
+
+def test_the_efficiency_ceiling_is_what_the_cores_allow_for_all_the_parts_cpu(monkeypatch) -> None:
+    isolated = {
+        "parts": [
+            {"name": "restore", "mean_s": 0.050, "cpu_mean_s": 0.050, "frames_per_s": 20.0},
+            {"name": "metrics", "mean_s": 0.040, "cpu_mean_s": 0.040, "frames_per_s": 25.0},
+            {"name": "encode", "mean_s": 0.030, "cpu_mean_s": 0.060, "frames_per_s": 33.0},
+        ]
+    }
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+
+    figures = pipeline_figures(isolated, {"steady_frames_per_s": 12.0, "first_output_after_setup_s": 0.2})
+
+    # 150 ms of CPU per frame on 2 cores: 13.3 frames/s at best, 0.667 of the slowest part's 20.
+    assert figures["cpu_bound_fps"] == pytest.approx(2 / 0.150)
+    assert figures["efficiency_ceiling"] == pytest.approx((2 / 0.150) / 20)
+    assert figures["of_ceiling"] == pytest.approx((12 / 20) / ((2 / 0.150) / 20))
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert pipeline_figures(isolated, {"steady_frames_per_s": 19.0, "first_output_after_setup_s": 0.2})[
+        "efficiency_ceiling"
+    ] == pytest.approx(1.0)
+
+
+def test_set_overrides_are_read_as_toml_values_and_checked() -> None:
+    args = bench_args("--no-baseline", "--set", "flow=dis_fast", "--set", "detect-every=3", "--overlap-first-frame")
+    plan = plan_from_args(args)
+
+    assert plan.tuning.overrides == (("flow", "dis_fast"), ("detect_every", 3))
+    assert plan.tuning.first_frame_alone is False
+    assert preset_options({"preset": "offline", "tuning": dataclasses.asdict(plan.tuning)}).flow == "dis_fast"
+    assert "flow" in plan.tuning.describe() and "first_frame_alone=False" in plan.tuning.describe()
 
 
 def test_synthetic_input_holds_each_picture_for_hold_frames() -> None:
@@ -104,6 +139,8 @@ def test_template_landmarks_sit_inside_the_box_and_round_trip_as_retinaface_rows
         (("--isolated-frames", "1"), "--isolated-frames must be at least 2"),
         (("--lengths", "100", "1"), "--lengths must all be at least 2"),
         (("no-such-file.gif",), "is not a file"),
+        (("--set", "no_such_option=1"), "unknown option"),
+        (("--set", "flow"), "OPTION=VALUE"),
     ],
 )
 def test_bad_bench_arguments_are_config_errors(argv: tuple[str, ...], message: str) -> None:
