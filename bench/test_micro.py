@@ -153,6 +153,17 @@ def test_ssim(benchmark, frames, outputs) -> None:
     assert 0.5 < value < 1
 
 
+def test_ssim_scikit_image_float64_reference(benchmark, frames, outputs) -> None:
+    """scikit-image on the uint8 frames as they are (it computes in float64); gifstream's ssim passes float32."""
+    from skimage.metrics import structural_similarity
+
+    from gifstream.metrics import match_geometry, ssim
+
+    reference, test = frames[1], match_geometry(frames[1], outputs[1])
+    value = benchmark(structural_similarity, reference, test, data_range=255, channel_axis=2)
+    assert abs(value - ssim(reference, test)) < 1e-6
+
+
 def test_warp_error_pair(benchmark, frames, outputs, flows) -> None:
     from gifstream.metrics import warp_error_pair
 
