@@ -6,8 +6,8 @@ gifstream's GIF writer (its default and a few other settings), gifski
 (quality 90 and 100) and ffmpeg (palettegen stats_mode=diff, paletteuse
 sierra2_4a with diff_mode=rectangle), decodes every GIF with Pillow and
 reports per clip: file size, bits per pixel, encode time (best of --repeat
-runs, wall clock), mean and min PSNR (a frame's PSNR capped at 100 dB), mean
-SSIM (scikit-image) and added
+runs, wall clock, the encoders taking turns within each round), mean and min
+PSNR (a frame's PSNR capped at 100 dB), mean SSIM (scikit-image) and added
 flicker (mean |frame - previous frame| of the decoded GIF minus the same for
 the source, in levels; negative = calmer than the source).
 
@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import av
@@ -166,12 +167,19 @@ def measure(encoder: str, clip: Clip, data: bytes, seconds: float) -> Result:
     )  # fmt: skip
 
 
-def timed(run: Callable[[], None], repeat: int) -> float:
-    best = float("inf")
+def timed_side_by_side(runs: Sequence[Callable[[], None]], repeat: int) -> list[float]:
+    """The best wall-clock time of each run over ``repeat`` rounds, the runs taking turns within a round.
+
+    On a machine shared with other work the load drifts over minutes; taking
+    turns puts every encoder through the same stretches of it, so their
+    ratios hold even when the absolute times do not.
+    """
+    best = [float("inf")] * len(runs)
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
+        for index, run in enumerate(runs):
+            start = time.perf_counter()
+            run()
+            best[index] = min(best[index], time.perf_counter() - start)
     return best
 
 
@@ -185,19 +193,12 @@ def parse_setting(text: str) -> tuple[str, GifOptions]:
 
 
 def run_clip(clip: Clip, args: argparse.Namespace, settings: list[tuple[str, GifOptions]]) -> list[Result]:
-    results = []
     with tempfile.TemporaryDirectory(prefix="gif-quality-") as scratch:
         folder = Path(scratch)
-        target = folder / "out.gif"
-
-        def record(name: str, run: Callable[[], None]) -> None:
-            seconds = timed(run, args.repeat)
-            results.append(measure(name, clip, target.read_bytes(), seconds))
-            target.unlink()
-
+        encoders: list[tuple[str, Callable[[Path], None]]] = []
         if "gifstream" in args.encoders:
             for label, options in [("default", GifOptions()), *settings]:
-                record(f"gifstream {label}", lambda options=options: encode_gifstream(clip, options, target))
+                encoders.append((f"gifstream {label}", partial(encode_gifstream, clip, options)))
         if "gifski" in args.encoders and args.gifski:
             pngs = []
             for index, pixels in enumerate(clip.frames):
@@ -205,10 +206,16 @@ def run_clip(clip: Clip, args: argparse.Namespace, settings: list[tuple[str, Gif
                 Image.fromarray(pixels).save(png, compress_level=1)
                 pngs.append(str(png))
             for quality in (90, 100):
-                record(f"gifski q{quality}", lambda q=quality: encode_gifski(args.gifski, q, clip, target, pngs))
+                encoders.append((f"gifski q{quality}", partial(encode_gifski, args.gifski, quality, clip, pngs=pngs)))
         if "ffmpeg" in args.encoders and args.ffmpeg:
-            record("ffmpeg sierra2_4a diff", lambda: encode_ffmpeg(args.ffmpeg, clip, target))
-    return results
+            encoders.append(("ffmpeg sierra2_4a diff", partial(encode_ffmpeg, args.ffmpeg, clip)))
+        targets = [folder / f"out{index}.gif" for index in range(len(encoders))]
+        runs = [partial(encode, target) for (_, encode), target in zip(encoders, targets, strict=True)]
+        seconds = timed_side_by_side(runs, args.repeat)
+        return [
+            measure(name, clip, target.read_bytes(), took)
+            for (name, _), target, took in zip(encoders, targets, seconds, strict=True)
+        ]
 
 
 # --------------------------------------------------------------------------- report

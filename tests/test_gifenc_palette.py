@@ -12,8 +12,13 @@ from gifstream.io.gifenc.palette import (
     NearestColour,
     bayer_matrix,
     build_palette,
+    colour_keys,
+    colours_of_keys,
     exact_palette,
+    image_keys,
+    key_error,
     lloyd_gain,
+    lloyd_gain_of_keys,
     refine_palette,
     squared_error,
 )
@@ -30,6 +35,35 @@ def photo_like(seed: int = 0, count: int = 4096) -> np.ndarray:
     ramp = np.linspace(0, 1, count)[:, None]
     base = 30 + 190 * np.hstack([ramp, ramp**2, 1 - ramp])
     return np.clip(base + rng.normal(0, 10, (count, 3)), 0, 255).astype(np.uint8)
+
+
+def test_colour_keys_pack_a_pixel_as_its_rgbx_bytes() -> None:
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    pixels = image.reshape(-1, 3)
+    keys = image_keys(image)
+    expected = (
+        pixels[:, 0].astype(np.int64) + (pixels[:, 1].astype(np.int64) << 8) + (pixels[:, 2].astype(np.int64) << 16)
+    )
+    np.testing.assert_array_equal(keys, expected)
+    np.testing.assert_array_equal(colour_keys(pixels), keys)
+    np.testing.assert_array_equal(colours_of_keys(keys), pixels)
+    # A strided (non-contiguous) image gives the same keys as its copy.
+    np.testing.assert_array_equal(image_keys(image[:, ::2]), image_keys(np.ascontiguousarray(image[:, ::2])))
+    other = rng.integers(0, 256, pixels.shape, dtype=np.uint8)
+    reference = ((pixels.astype(np.int64) - other) ** 2).sum(axis=1)
+    np.testing.assert_array_equal(key_error(keys, colour_keys(other)), reference)
+
+
+def test_lloyd_gain_of_keys_agrees_with_lloyd_gain_on_colours() -> None:
+    rng = np.random.default_rng(10)
+    centres = rng.integers(20, 230, (12, 3)).astype(np.uint8)
+    labels = rng.integers(0, 12, 3000)
+    pixels = np.clip(centres[labels] + rng.normal(3, 5, (3000, 3)), 0, 255).astype(np.uint8)
+    weights = rng.random(3000)
+    expected = lloyd_gain(pixels, labels, centres, weights)
+    got = lloyd_gain_of_keys(colour_keys(pixels), colour_keys(centres[labels]), labels, len(centres), weights)
+    assert expected > 5 and abs(got - expected) < 1e-9 * expected
 
 
 def test_few_colours_give_exactly_those_colours() -> None:
@@ -65,6 +99,28 @@ def test_lookup_matches_an_exhaustive_search() -> None:
     # Palette colours map to themselves, and a second look-up (from the cache) agrees with the first.
     np.testing.assert_array_equal(palette[lookup.indices(palette)], palette)
     np.testing.assert_array_equal(lookup.indices(pixels), indices)
+
+
+def test_lookup_of_more_new_colours_than_one_piece_matches_an_exhaustive_search() -> None:
+    """Over 65,536 new colours are resolved in pieces; every piece must land where one search would."""
+    rng = np.random.default_rng(11)
+    palette = rng.integers(0, 256, (32, 3), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (70_000, 3), dtype=np.uint8)
+    ours = squared_error(pixels, palette[NearestColour(palette).indices(pixels)])
+    best = brute_force_nearest(pixels, palette)
+    assert (ours == best).mean() >= 0.98
+    assert ours.mean() <= best.mean() * 1.01
+
+
+def test_a_palette_built_from_a_sample_of_a_large_image_beats_median_cut_on_all_of_it() -> None:
+    """An input of 147,456 pixels is built from a sample; the palette must still serve every pixel well."""
+    pixels = photo_like(12, count=384 * 384)
+    palette = build_palette(pixels, 255)
+    image = Image.fromarray(pixels.reshape(384, 384, 3))
+    median_cut = np.array(image.quantize(255, method=Image.Quantize.MEDIANCUT).getpalette()[: 255 * 3]).reshape(-1, 3)
+    ours = brute_force_nearest(pixels[::37], palette).mean()
+    theirs = brute_force_nearest(pixels[::37], median_cut.astype(np.uint8)).mean()
+    assert ours <= theirs
 
 
 def test_a_recycled_lookup_forgets_the_old_palette() -> None:

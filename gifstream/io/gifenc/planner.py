@@ -1,8 +1,8 @@
 """Deciding, frame by frame, what a streaming GIF writes.
 
 The planner keeps what a decoder shows after the frames written so far (the
-canvas), the palette in use and a few numbers, so memory is flat however long
-the stream. For each new frame it
+canvas), the previous input frame, the palette in use and a few numbers, so
+memory is flat however long the stream. For each new frame it
 
 - keeps every pixel the canvas already shows well enough: such pixels are
   written as the transparent index over the previous frame (disposal 1), so
@@ -12,14 +12,27 @@ the stream. For each new frame it
   against the canvas (the pixels actually encoded), so error cannot build up
   from frame to frame. The tolerance grows with the noise measured in the
   stream: re-sending sensor noise costs bytes and shows as flicker;
+- lets a pixel settle: when its input has just stopped changing (it equals
+  the previous frame's), the tolerance no longer protects an error the
+  palette can clearly undo, so the pixel is rewritten if the palette shows
+  it at least three times closer (RMS) than the canvas does. The tolerance
+  is there to keep transient change (noise, motion) off the wire; without
+  this, what a moving object leaves behind within the tolerance (a faint
+  trail on a still background) would stay on screen for good. It costs one
+  write when the input comes to rest, and nothing while it keeps changing;
 - maps the pixels it writes onto the current palette while that palette
   still fits them, and builds a new one when one k-means update alone would
   cut their quantisation error by more than a set fraction: the content has
-  moved away from the palette. The new palette is the current one refined
-  by k-means (or, after a cut, one built afresh), fitted to every pixel the
-  canvas shows worse than the tolerance, so those the old palette served
-  badly improve as well. On still content nothing is rewritten and the
-  palette is kept.
+  moved away from the palette. When only a few pixels change (a small
+  object over a still scene), a new palette waits until what it would save,
+  summed over the frames since, is worth its colour table. The new palette
+  is the current one refined by k-means (or, after a cut, one built
+  afresh), fitted to every pixel the canvas shows worse than the tolerance,
+  so those the old palette served badly improve as well. On still content
+  nothing is rewritten and the palette is kept.
+
+Pixels are handled as colour keys (see :mod:`.palette`): one int32 a pixel,
+so the canvas, the input and every subset of them move as 1-D arrays.
 
 Streams with see-through pixels are written as whole frames that clear
 themselves (disposal 2), since what shows beneath a GIF frame cannot be
@@ -39,12 +52,16 @@ from PIL import Image
 from .palette import (
     NearestColour,
     bayer_matrix,
-    build_palette,
-    exact_palette,
-    lloyd_gain,
+    channel_differences,
+    colour_keys,
+    exact_palette_of_keys,
+    image_keys,
+    key_channels,
+    key_error,
+    lloyd_gain_of_keys,
     mean_spacing,
-    refine_palette,
-    squared_error,
+    palette_of_keys,
+    refine_palette_of_keys,
 )
 
 # Pixels with less alpha than this are written as the transparent index.
@@ -61,7 +78,9 @@ class PlannerSettings:
     A pixel is rewritten only when that brings it closer to the input by more
     than ``3 * (tolerance + noise_tolerance * noise)**2`` (squared RGB
     distance), where ``noise`` is the median frame-to-frame change of still
-    pixels measured in the stream (levels). With ``palette="adaptive"`` a new
+    pixels measured in the stream (levels), or, the frame its input comes to
+    rest, when the palette shows it ``settle_ratio`` times closer (squared
+    distance) than the canvas does. With ``palette="adaptive"`` a new
     palette is built when one k-means update would lower the (weighted)
     quantisation error of the pixels to write by more than ``refit_gain``.
     """
@@ -73,6 +92,7 @@ class PlannerSettings:
     palette: str = "adaptive"
     refit_gain: float = 0.01
     refit_rounds: int = 3
+    settle_ratio: float = 9.0
 
 
 @dataclass(frozen=True)
@@ -116,14 +136,44 @@ class _Palette:
 
 @dataclass(frozen=True)
 class _Mapped:
-    """Pixels mapped onto a palette: their indices, the colours those show and the squared error."""
+    """Pixels mapped onto a palette: their indices, the colours (keys) those show and the squared error."""
 
     indices: np.ndarray
     colours: np.ndarray
     error: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> _Mapped:
-        return _Mapped(self.indices[keep], self.colours[keep], self.error[keep])
+    def subset(self, at: np.ndarray) -> _Mapped:
+        """The pixels at the positions ``at`` (an index array) of this set."""
+        return _Mapped(self.indices.take(at), self.colours.take(at), self.error.take(at))
+
+    def head(self, count: int) -> _Mapped:
+        """The first ``count`` pixels of this set."""
+        return _Mapped(self.indices[:count], self.colours[:count], self.error[:count])
+
+
+@dataclass(frozen=True)
+class _FrameTable:
+    """The colour table a frame is written with, and how palette indices are renumbered into it."""
+
+    colours: np.ndarray  # (n + 1, 3) uint8, the transparent entry last
+    local: bool
+    renumber: np.ndarray | None  # palette index -> table index, when the table keeps only the entries used
+
+    @property
+    def transparent(self) -> int:
+        return len(self.colours) - 1
+
+    def indices(self, palette_indices: np.ndarray) -> np.ndarray:
+        return palette_indices if self.renumber is None else self.renumber.take(palette_indices)
+
+
+def _median_of_small(values: np.ndarray) -> float:
+    """The median of small non-negative integers (as numpy's median has it), from their counts: no sort."""
+    cumulative = np.cumsum(np.bincount(values.reshape(-1)))
+    size = int(cumulative[-1])
+    lower = int(np.searchsorted(cumulative, (size - 1) // 2, side="right"))
+    upper = int(np.searchsorted(cumulative, size // 2, side="right"))
+    return (lower + upper) / 2
 
 
 class FramePlanner:
@@ -133,13 +183,18 @@ class FramePlanner:
         self.width, self.height = width, height
         self.settings = settings
         self._with_alpha = with_alpha
-        self._canvas: np.ndarray | None = None  # (N, 3): what a decoder shows now (opaque streams)
+        self._canvas: np.ndarray | None = None  # colour keys of what a decoder shows now (opaque streams)
+        self._previous: np.ndarray | None = None  # colour keys of the previous input frame
+        self._was_still: np.ndarray | None = None  # pixels whose input did not change at the previous frame
         self._palette: _Palette | None = None
         self._global_table: np.ndarray | None = None
         count = width * height
         self._noise_probe = np.unique(np.linspace(0, count - 1, min(count, _NOISE_PROBES)).astype(np.int64))
-        self._probed: np.ndarray | None = None  # the probe pixels of the previous frame
         self._noise: float | None = None
+        # What a new palette would have saved on few pixels written with this one, summed over frames,
+        # and the error of those written since that was last judged (see _palette_fit).
+        self._saving = 0.0
+        self._unjudged_error = 0.0
         # Ordered dithering thresholds by screen position, so a pixel's threshold never depends on the crop.
         self._thresholds = self._screen_thresholds() if settings.dither == "ordered" else None
 
@@ -168,18 +223,20 @@ class FramePlanner:
 
     def plan(self, rgb: np.ndarray, alpha: np.ndarray | None) -> PlannedFrame:
         """The frame to write for ``rgb`` (H, W, 3) uint8 and its optional alpha (H, W) uint8."""
-        pixels = rgb.reshape(-1, 3)
-        self._measure_noise(pixels)
+        keys = image_keys(rgb)
+        previous, self._previous = self._previous, keys
+        if previous is not None:
+            self._measure_noise(keys, previous)
         if alpha is not None and not self._with_alpha and bool((alpha < ALPHA_THRESHOLD).any()):
             # From the first see-through frame on, frames clear themselves (disposal 2).
             self._with_alpha = True
         if self._with_alpha:
-            return self._plan_with_alpha(pixels, alpha)
-        if self._canvas is None:
-            return self._plan_first_opaque(pixels)
-        return self._plan_changes(pixels, self._canvas)
+            return self._plan_with_alpha(keys, alpha)
+        if self._canvas is None or previous is None:
+            return self._plan_first_opaque(keys)
+        return self._plan_changes(keys, previous, self._canvas)
 
-    def _measure_noise(self, pixels: np.ndarray) -> None:
+    def _measure_noise(self, keys: np.ndarray, previous: np.ndarray) -> None:
         """Track how much still pixels change from frame to frame, on a fixed sample of positions.
 
         Still pixels are those that moved by at most a few levels; the median
@@ -187,55 +244,80 @@ class FramePlanner:
         cut, a pan) the frame says nothing about noise and is skipped. A
         running average smooths the estimate over frames.
         """
-        probed = pixels[self._noise_probe]
-        previous, self._probed = self._probed, probed
-        if previous is None:
-            return
-        change = np.abs(probed.astype(np.int16) - previous)
+        probe = self._noise_probe
+        change = channel_differences(keys.take(probe), previous.take(probe))[:, :3]
         still = change.max(axis=1) <= _STILL_LEVELS
-        if still.sum() < _STILL_SHARE * len(still):
+        if np.count_nonzero(still) < _STILL_SHARE * len(still):
             return
-        measured = float(np.median(change[still]))
+        measured = _median_of_small(change[still])
         self._noise = measured if self._noise is None else self._noise + _NOISE_SMOOTHING * (measured - self._noise)
 
     # ------------------------------------------------------------------ opaque streams
 
-    def _plan_first_opaque(self, pixels: np.ndarray) -> PlannedFrame:
-        everything = np.arange(len(pixels))
-        mapped, new_palette = self._map(pixels, everything, None)
-        mapped = self._diffuse_if_asked(pixels, everything, mapped)
-        self._canvas = mapped.colours.copy()
+    def _plan_first_opaque(self, keys: np.ndarray) -> PlannedFrame:
+        self._start_palette(keys)
+        mapped = self._diffuse_if_asked(keys, None, self._lookup(keys, None))
+        self._canvas = mapped.colours
+        table = self._table_for(mapped.indices)
+        indices = table.indices(mapped.indices).reshape(self.height, self.width)
         # No transparent index on the first frame: decoders take it as "this GIF has see-through pixels".
-        return self._planned(mapped.indices.reshape(self.height, self.width), 0, 0, None, 1, new_palette)
+        return self._planned(table, indices, 0, 0, False, 1, True)
 
-    def _plan_changes(self, pixels: np.ndarray, canvas: np.ndarray) -> PlannedFrame:
+    def _plan_changes(self, keys: np.ndarray, previous: np.ndarray, canvas: np.ndarray) -> PlannedFrame:
         tolerance = self.tolerance()
-        kept_error = squared_error(pixels, canvas)
-        # Only pixels the canvas shows worse than the tolerance can gain enough from a rewrite.
+        kept_error = key_error(keys, canvas)
+        # Only pixels the canvas shows worse than the tolerance can gain enough from a rewrite ...
         candidates = np.flatnonzero(kept_error > tolerance)
-        if candidates.size == 0:
+        # ... or those shown within it whose input has just come to rest.
+        resting = self._came_to_rest(keys, previous, kept_error, tolerance)
+        if candidates.size == 0 and resting.size == 0:
             return self._nothing_changed(False)
-        # The worse a pixel is shown now, the more a new palette should care about it.
-        weights = np.sqrt(kept_error[candidates].astype(np.float64))
-        kept = kept_error[candidates]
-        mapped, new_palette = self._map(pixels[candidates], candidates, weights, (kept, tolerance))
-        better = kept > mapped.error + tolerance
-        written = candidates[better]
-        if written.size == 0:
+        positions = np.concatenate([candidates, resting])
+        pixels, kept = keys.take(positions), kept_error.take(positions)
+        count = candidates.size
+        if count:
+            # The worse a pixel is shown now, the more a new palette should care about it.
+            weights = np.sqrt(kept[:count], dtype=np.float64)
+            mapped, new_palette = self._map(pixels, positions, weights, (kept[:count], tolerance), judged=count)
+        else:
+            mapped, new_palette = self._lookup(pixels, positions), False
+        threshold = np.empty(len(positions))
+        np.add(mapped.error[:count], tolerance, out=threshold[:count])
+        np.multiply(mapped.error[count:], self.settings.settle_ratio, out=threshold[count:])
+        better = np.flatnonzero(kept > threshold)
+        if better.size == 0:
             return self._nothing_changed(new_palette)
-        mapped = self._diffuse_if_asked(pixels, written, mapped.subset(better))
+        written = positions.take(better)
+        mapped = self._diffuse_if_asked(keys, written, mapped.subset(better))
         canvas[written] = mapped.colours
         return self._cropped(written, mapped.indices, new_palette)
 
+    def _came_to_rest(
+        self, keys: np.ndarray, previous: np.ndarray, kept_error: np.ndarray, tolerance: float
+    ) -> np.ndarray:
+        """Pixels whose input just stopped changing, shown within the tolerance but not exactly.
+
+        Only the frame a pixel comes to rest is looked at: a still pixel kept
+        once stays kept, so still content costs no look-ups frame after frame.
+        """
+        still = keys == previous
+        came_to_rest = np.flatnonzero(still if self._was_still is None else still & ~self._was_still)
+        self._was_still = still
+        # Pixels shown worse than the tolerance are candidates for a rewrite already.
+        kept = kept_error.take(came_to_rest)
+        return came_to_rest[(kept > 0) & (kept <= tolerance)]
+
     def _cropped(self, written: np.ndarray, indices: np.ndarray, new_palette: bool) -> PlannedFrame:
         """The written pixels in their bounding rectangle, every other pixel there transparent."""
-        rows, columns = np.divmod(written, self.width)
-        top, left = int(rows.min()), int(columns.min())
-        height, width = int(rows.max()) + 1 - top, int(columns.max()) + 1 - left
-        transparent = self._current().transparent
-        rectangle = np.full((height, width), transparent, np.uint8)
-        rectangle[rows - top, columns - left] = indices
-        return self._planned(rectangle, left, top, transparent, 1, new_palette)
+        width = self.width
+        top, bottom = int(written.min()) // width, int(written.max()) // width + 1
+        columns = written % width
+        left, right = int(columns.min()), int(columns.max()) + 1
+        table = self._table_for(indices)
+        screen = np.full(self.height * width, table.transparent, np.uint8)
+        screen[written] = table.indices(indices)
+        rectangle = screen.reshape(self.height, width)[top:bottom, left:right]
+        return self._planned(table, rectangle, left, top, True, 1, new_palette)
 
     def _nothing_changed(self, new_palette: bool) -> PlannedFrame:
         """A 1x1 transparent frame on the global table: it only carries the delay."""
@@ -246,23 +328,23 @@ class FramePlanner:
 
     # ------------------------------------------------------------------ streams with alpha
 
-    def _plan_with_alpha(self, pixels: np.ndarray, alpha: np.ndarray | None) -> PlannedFrame:
+    def _plan_with_alpha(self, keys: np.ndarray, alpha: np.ndarray | None) -> PlannedFrame:
         """A whole frame: see-through pixels transparent, the rest mapped; cleared after it is shown."""
         self._canvas = None
-        opaque = np.ones(len(pixels), bool) if alpha is None else alpha.reshape(-1) >= ALPHA_THRESHOLD
+        opaque = np.ones(len(keys), bool) if alpha is None else alpha.reshape(-1) >= ALPHA_THRESHOLD
         visible = np.flatnonzero(opaque)
         new_palette = False
         if visible.size:
-            mapped, new_palette = self._map(pixels[visible], visible, None)
-            mapped = self._diffuse_if_asked(pixels, visible, mapped)
+            mapped, new_palette = self._map(keys.take(visible), visible, None)
+            mapped = self._diffuse_if_asked(keys, visible, mapped)
         elif self._palette is None:
-            self._start_palette(np.zeros((1, 3), np.uint8))
+            self._start_palette(colour_keys(np.zeros((1, 3), np.uint8)))
             new_palette = True
-        transparent = self._current().transparent
-        indices = np.full(len(pixels), transparent, np.uint8)
+        indices = np.full(len(keys), self._current().transparent, np.uint8)
         if visible.size:
             indices[visible] = mapped.indices
-        return self._planned(indices.reshape(self.height, self.width), 0, 0, transparent, 2, new_palette)
+        table = self._table_for(indices)
+        return self._planned(table, table.indices(indices).reshape(self.height, self.width), 0, 0, True, 2, new_palette)
 
     # ------------------------------------------------------------------ palettes
 
@@ -272,110 +354,136 @@ class FramePlanner:
 
     def _map(
         self,
-        pixels: np.ndarray,
+        keys: np.ndarray,
         positions: np.ndarray,
         weights: np.ndarray | None,
         shown: tuple[np.ndarray, float] | None = None,
+        judged: int | None = None,
     ) -> tuple[_Mapped, bool]:
         """Pixels on the current palette, after building a new one if there is none or it no longer fits.
 
-        ``shown``: the pixels' squared error as the canvas shows them and the
-        tolerance, when only pixels a rewrite would improve count for the fit.
+        Only the first ``judged`` pixels (all by default) are fitted; ``weights``
+        and ``shown`` (their squared error as the canvas shows them, and the
+        tolerance, when only pixels a rewrite would improve count) cover those.
         """
         if self._palette is None:
-            self._start_palette(pixels)
-            return self._lookup(pixels, positions), True
-        fit = self._palette_fit(pixels, positions, weights, shown)
-        if fit is not None:
-            # Built from every candidate, not only the pixels that prompted it: pixels the canvas
-            # shows badly then improve too (measured: 0.15 to 1.2 dB on the real clips).
-            # A palette that still roughly fits is refined; one far off (a cut) is replaced.
-            start = self._palette if fit < _REBUILD_ERROR else None
-            self._palette = self._new_palette(pixels, weights, start=start, recycle=self._palette)
-            return self._lookup(pixels, positions), True
-        return self._lookup(pixels, positions), False
+            self._start_palette(keys)
+            return self._lookup(keys, positions), True
+        if self.settings.palette == "global":
+            return self._lookup(keys, positions), False
+        judged = len(keys) if judged is None else judged
+        # The need for a new palette is judged on a sample; when the sample is every pixel
+        # and the palette is kept, its mapping is the answer.
+        stride = max(1, judged // _DECISION_SAMPLE)
+        mapped = None
+        if stride == 1:
+            mapped = self._lookup(keys, positions)
+            sample_keys, sample = keys[:judged], mapped.head(judged)
+        else:
+            sample_keys = keys[:judged:stride]
+            sample = self._lookup(sample_keys, positions[:judged:stride])
+        fit = self._palette_fit(sample_keys, sample, judged, weights, shown)
+        if fit is None:
+            return (self._lookup(keys, positions) if mapped is None else mapped), False
+        # Built from every candidate, not only the pixels that prompted it: pixels the canvas
+        # shows badly then improve too (measured: 0.15 to 1.2 dB on the real clips).
+        # A palette that still roughly fits is refined; one far off (a cut) is replaced.
+        start = self._palette if fit < _REBUILD_ERROR else None
+        self._palette = self._new_palette(keys[:judged], weights, start=start, recycle=self._palette)
+        self._saving = self._unjudged_error = 0.0
+        return self._lookup(keys, positions), True
 
     def _palette_fit(
         self,
-        pixels: np.ndarray,
-        positions: np.ndarray,
+        keys: np.ndarray,
+        mapped: _Mapped,
+        count: int,
         weights: np.ndarray | None,
         shown: tuple[np.ndarray, float] | None,
     ) -> float | None:
         """The pixels' weighted quantisation error if one k-means update would cut it by more than ``refit_gain``.
 
-        None when the current palette should be kept.
+        None when the current palette should be kept. ``keys`` and ``mapped``
+        (on the current palette) are an even sample of the ``count`` pixels to
+        write; ``weights`` and ``shown`` cover all of them.
 
         The fit is judged on the pixels that will be written with the current
         palette, and those it shows badly: where the content did not change,
         the canvas shows what this palette would, and a palette kept on still
-        content is the point. A new
-        palette costs a colour table in every frame that uses it, so it is
-        considered only when the pixels to write are a real share of the
-        frame, or are shown badly. Judged on a sample of the pixels, so a
-        frame that keeps its palette is mapped once, not twice.
+        content is the point. A new palette costs a colour table in every
+        frame that uses it, so for a few pixels shown well enough it waits
+        until what it would save, summed over frames, pays for the table.
         """
-        count = len(pixels)
-        if self.settings.palette == "global":
-            return None
         if count < _MIN_REFIT_PIXELS:
             # Too few pixels to be worth a colour table, unless the palette cannot show one of them
             # within the tolerance (a small object in a new colour): kept, it would never be right.
-            error = self._lookup(pixels, positions).error
-            return float(error.mean()) if error.max() > self.tolerance() else None
+            return float(mapped.error.mean()) if mapped.error.max() > self.tolerance() else None
         stride = max(1, count // _DECISION_SAMPLE)
-        sample = slice(None, None, stride)
-        pixels, weights = pixels[sample], np.ones(count)[sample] if weights is None else weights[sample]
-        mapped = self._lookup(pixels, positions[sample])
+        weights = np.ones(len(keys)) if weights is None else weights[::stride]
         if shown is not None:
             # Pixels the palette shows badly count even if a rewrite would not help: new colours.
             kept, tolerance = shown
-            judged = (kept[sample] > mapped.error + tolerance) | (mapped.error > _REFIT_BAD_ERROR)
-            pixels, weights, mapped = pixels[judged], weights[judged], mapped.subset(judged)
-            count = len(pixels) * stride
+            judged = np.flatnonzero((kept[::stride] > mapped.error + tolerance) | (mapped.error > _REFIT_BAD_ERROR))
+            keys, weights, mapped = keys.take(judged), weights.take(judged), mapped.subset(judged)
+            count = len(keys) * stride
             if count < _MIN_REFIT_PIXELS:
                 return None
         error = float(np.dot(weights, mapped.error)) / max(float(weights.sum()), 1e-12)
+        palette = self._current().colours
         if count < _REFIT_SHARE * self.width * self.height and error < _REFIT_BAD_ERROR:
-            return None
-        gain = lloyd_gain(pixels, mapped.indices, self._current().colours, weights)
+            # A few pixels shown well enough: a colour table is not worth it for one frame, but what a
+            # new palette would save adds up over the frames that keep this one. It is worth its table
+            # once that sum exceeds what the table's bytes would buy as single-pixel rewrites at the
+            # tolerance (one byte a rewrite). The error the pixels are written with bounds the saving
+            # and costs nothing to sum; when the bound could pass the table's worth, this frame's
+            # k-means gain tells what share of it a new palette would actually have saved.
+            worth = 3 * len(palette) * self.tolerance()
+            self._unjudged_error += error * count
+            if self._saving + self._unjudged_error <= worth or error == 0:
+                return None
+            gain = lloyd_gain_of_keys(keys, mapped.colours, mapped.indices, len(palette), weights)
+            self._saving += self._unjudged_error * gain / error
+            self._unjudged_error = 0.0
+            return error if self._saving > worth else None
+        gain = lloyd_gain_of_keys(keys, mapped.colours, mapped.indices, len(palette), weights)
         return error if gain > self.settings.refit_gain * error + _REFIT_MARGIN else None
 
-    def _start_palette(self, pixels: np.ndarray) -> None:
-        self._palette = self._new_palette(pixels, None, start=None, recycle=None)
+    def _start_palette(self, keys: np.ndarray) -> None:
+        self._palette = self._new_palette(keys, None, start=None, recycle=None)
         self._global_table = self._palette.table
 
     def _new_palette(
-        self, pixels: np.ndarray, weights: np.ndarray | None, start: _Palette | None, recycle: _Palette | None
+        self, keys: np.ndarray, weights: np.ndarray | None, start: _Palette | None, recycle: _Palette | None
     ) -> _Palette:
-        """A palette for ``pixels``: ``start`` refined by k-means when it is full, else one built afresh.
+        """A palette for the pixels of ``keys``: ``start`` refined by k-means when it is full, else one built afresh.
 
         ``recycle``: the palette being replaced, whose lookup tables are reused.
         """
         settings = self.settings
         size = settings.colors - 1
-        refined = start is not None and len(start.colours) == size and exact_palette(pixels, size) is None
+        refined = start is not None and len(start.colours) == size and exact_palette_of_keys(keys, size) is None
         if start is not None and refined:
-            colours = refine_palette(pixels, start.lookup, weights, rounds=settings.refit_rounds)
+            colours = refine_palette_of_keys(keys, start.lookup, weights, rounds=settings.refit_rounds)
         else:
-            colours = build_palette(pixels, size, weights, rounds=_FRESH_ROUNDS)
+            colours = palette_of_keys(keys, size, weights, rounds=_FRESH_ROUNDS)
         lookup = NearestColour(colours, recycle=None if recycle is None else recycle.lookup, refined=refined)
         amplitude = mean_spacing(colours) * _ORDERED_STRENGTH if settings.dither == "ordered" else 0.0
         return _Palette(colours, lookup, amplitude, is_global=recycle is None)
 
-    def _lookup(self, pixels: np.ndarray, positions: np.ndarray) -> _Mapped:
-        """Pixels (at ``positions`` on the screen) on the current palette, ordered-dithered if asked."""
+    def _lookup(self, keys: np.ndarray, positions: np.ndarray | None) -> _Mapped:
+        """Pixels (at ``positions`` on the screen; None: all) on the current palette, ordered-dithered if asked."""
         palette = self._current()
-        target = pixels
+        target = keys
         if self._thresholds is not None and palette.dither_amplitude > 0:
-            offsets = self._thresholds[positions] * palette.dither_amplitude
-            target = np.clip(pixels + offsets[:, None], 0, 255).astype(np.uint8)
-        indices = palette.lookup.indices(target)
-        colours = palette.colours[indices]
-        return _Mapped(indices, colours, squared_error(pixels, colours))
+            thresholds = self._thresholds if positions is None else self._thresholds.take(positions)
+            offsets = thresholds * palette.dither_amplitude
+            target = colour_keys(np.clip(key_channels(keys)[:, :3] + offsets[:, None], 0, 255).astype(np.uint8))
+        indices = palette.lookup.indices_of_keys(target)
+        colours = palette.lookup.keys.take(indices)
+        return _Mapped(indices, colours, key_error(keys, colours))
 
-    def _diffuse_if_asked(self, pixels: np.ndarray, positions: np.ndarray, mapped: _Mapped) -> _Mapped:
-        """With Floyd-Steinberg, the pixels being written re-chosen by error diffusion over their rectangle.
+    def _diffuse_if_asked(self, keys: np.ndarray, positions: np.ndarray | None, mapped: _Mapped) -> _Mapped:
+        """With Floyd-Steinberg, the pixels being written (None: all) re-chosen by error diffusion over their rectangle.
 
         Only the pixels being written are dithered: the rest keep what the
         canvas shows, so still areas do not crawl from frame to frame.
@@ -383,33 +491,47 @@ class FramePlanner:
         if self.settings.dither != "floyd-steinberg":
             return mapped
         palette = self._current()
-        rows, columns = np.divmod(positions, self.width)
+        image = key_channels(keys).reshape(self.height, self.width, 4)[..., :3]
+        if positions is None:
+            rows, columns = np.divmod(np.arange(len(keys)), self.width)
+        else:
+            rows, columns = np.divmod(positions, self.width)
         top, left = int(rows.min()), int(columns.min())
         bottom, right = int(rows.max()) + 1, int(columns.max()) + 1
-        area = pixels.reshape(self.height, self.width, 3)[top:bottom, left:right]
         table = Image.new("P", (1, 1))
         table.putpalette(palette.colours.tobytes())
-        image = Image.fromarray(np.ascontiguousarray(area))
-        dithered = image.quantize(palette=table, dither=Image.Dither.FLOYDSTEINBERG)
+        area = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
+        dithered = area.quantize(palette=table, dither=Image.Dither.FLOYDSTEINBERG)
         indices = np.asarray(dithered)[rows - top, columns - left]
-        colours = palette.colours[indices]
-        return _Mapped(indices, colours, squared_error(pixels[positions], colours))
+        colours = palette.lookup.keys.take(indices)
+        written = keys if positions is None else keys.take(positions)
+        return _Mapped(indices, colours, key_error(written, colours))
 
-    def _planned(
-        self, indices: np.ndarray, left: int, top: int, transparent: int | None, disposal: int, new_palette: bool
-    ) -> PlannedFrame:
+    def _table_for(self, indices: np.ndarray) -> _FrameTable:
+        """The colour table for a frame that writes these palette indices (the transparent one may be among them)."""
         palette = self._current()
         if palette.is_global:
-            return PlannedFrame(indices, left, top, palette.table, False, transparent, disposal, new_palette)
+            return _FrameTable(palette.table, False, None)
         # A local table costs its size in every frame: keep only the entries this frame uses.
-        counts = np.bincount(indices.reshape(-1), minlength=palette.transparent + 1)
-        used = np.flatnonzero(counts[: palette.transparent])
-        renumber = np.zeros(palette.transparent + 1, np.uint8)
-        renumber[used] = np.arange(used.size)
-        renumber[palette.transparent] = used.size
-        table = np.vstack([palette.colours[used], np.zeros((1, 3), np.uint8)])
-        compact_transparent = None if transparent is None else used.size
-        return PlannedFrame(renumber[indices], left, top, table, True, compact_transparent, disposal, new_palette)
+        used = np.zeros(palette.transparent + 1, bool)
+        used[indices] = True
+        entries = np.flatnonzero(used[: palette.transparent])
+        renumber = np.full(palette.transparent + 1, entries.size, np.uint8)  # the transparent entry comes last
+        renumber[entries] = np.arange(entries.size)
+        return _FrameTable(np.vstack([palette.colours[entries], np.zeros((1, 3), np.uint8)]), True, renumber)
+
+    def _planned(
+        self,
+        table: _FrameTable,
+        indices: np.ndarray,
+        left: int,
+        top: int,
+        see_through: bool,
+        disposal: int,
+        new_palette: bool,
+    ) -> PlannedFrame:
+        transparent = table.transparent if see_through else None
+        return PlannedFrame(indices, left, top, table.colours, table.local, transparent, disposal, new_palette)
 
     def _screen_thresholds(self) -> np.ndarray:
         matrix = bayer_matrix()
@@ -426,10 +548,10 @@ _NOISE_SMOOTHING = 0.2
 # and at least this share of the probes must be still for a frame to measure noise.
 _STILL_LEVELS = 8
 _STILL_SHARE = 0.25
-# A new palette is considered for at least this many pixels to write, and
-# only for this share of the frame unless they are shown worse than
-# _REFIT_BAD_ERROR (squared RGB distance, 16 levels RMS a channel): a colour
-# table of up to 768 bytes is not worth it for a few pixels shown well enough.
+# A new palette is considered for at least this many pixels to write; below
+# this share of the frame, unless they are shown worse than _REFIT_BAD_ERROR
+# (squared RGB distance, 16 levels RMS a channel), only once the error it
+# would remove, summed over frames, pays for its colour table (up to 768 bytes).
 _MIN_REFIT_PIXELS = 16
 _REFIT_SHARE = 0.02
 _REFIT_BAD_ERROR = 3 * 16**2
