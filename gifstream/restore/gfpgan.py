@@ -10,6 +10,10 @@ inverse-affine and paste-back code is reused for each frame.
 
 GFPGANer draws fresh noise for the StyleGAN2 decoder on every call
 (``randomize_noise=True``); so does this restorer, to give the same images.
+
+On the CPU the networks run in float32 by default; ``precision="bf16"``
+runs them under bfloat16 autocast (see :mod:`.precision`: it pays only on
+CPUs with native bfloat16, which ``"auto"`` detects).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ..engine import ConfigError, InputError
 from .base import Restored, check_rgb, expand_repeats, repeats_previous
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
+from .precision import DEFAULT_PRECISION, bf16_networks, cpu_autocast, resolve_precision
 from .threads import cap_intra_op_threads, default_intra_op_threads, start_beside
 from .tracking import tracked_detector
 
@@ -89,6 +94,10 @@ class GfpganRestorer:
     ``detection_path`` may be None); ``realesrgan_path=None`` upscales the
     background with Lanczos instead. Only the networks are kept between
     calls; everything about a frame lives inside :meth:`restore`.
+
+    ``precision`` is "fp32", "bf16" or "auto" (see :func:`.precision.resolve_precision`);
+    :attr:`precision` holds what it resolved to, and :attr:`bf16_networks`
+    the roles ("background", "parser", "face") run under bfloat16 autocast.
     """
 
     name = "gfpgan"
@@ -112,6 +121,7 @@ class GfpganRestorer:
         smooth_landmarks: bool = False,
         frame_seconds: float = 0.1,
         intra_op_threads: int | None = None,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         import torch
 
@@ -119,8 +129,10 @@ class GfpganRestorer:
             raise ConfigError(f"max_faces_per_batch must be >= 1, got {max_faces_per_batch}")
         if detector is None and detection_path is None:
             raise ConfigError("GfpganRestorer needs detection_path (RetinaFace weights) when no detector is given")
-        import_model_libraries()
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device.type)
+        self.bf16_networks = bf16_networks(self.precision)
+        import_model_libraries()
         # On a GPU the restorer's work goes on a stream of its own, so copies and kernels of other
         # stages' streams can overlap with it; on the CPU there is no stream at all.
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -183,11 +195,16 @@ class GfpganRestorer:
         """
         pairs = list(zip(helpers, backgrounds, strict=True))
         if self.intra_op_threads is None or len(pairs) < 2:
-            return [pasted_frame(helper, background) for helper, background in pairs]
-        odd_done = start_beside(lambda: [pasted_frame(h, b) for h, b in pairs[1::2]], self.intra_op_threads)
-        even = [pasted_frame(helper, background) for helper, background in pairs[0::2]]
+            return self._pasted_frames(pairs)
+        odd_done = start_beside(lambda: self._pasted_frames(pairs[1::2]), self.intra_op_threads)
+        even = self._pasted_frames(pairs[0::2])
         odd = odd_done()
         return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(len(pairs))]
+
+    def _pasted_frames(self, pairs: list[tuple[Any, np.ndarray | None]]) -> list[Restored]:
+        # The paste-back's only network is ParseNet (facexlib calls it); autocast is per thread, so it is set here.
+        with cpu_autocast("parser" in self.bf16_networks):
+            return [pasted_frame(helper, background) for helper, background in pairs]
 
     def restore_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [restored.pixels for restored in self.restore(frames)]
@@ -198,7 +215,13 @@ class GfpganRestorer:
             for role, path in self.paths.items()
             if path is not None
         }
-        return {"restorer": self.name, "scale": self.upscale, "device": str(self.device), "weights": weights}
+        return {
+            "restorer": self.name,
+            "scale": self.upscale,
+            "device": str(self.device),
+            "precision": self.precision,
+            "weights": weights,
+        }
 
     def _alignable(self, faces: list[FaceDetection]) -> list[np.ndarray]:
         """Landmarks of the faces GFPGANer would restore (it skips faces with eyes too close together)."""
@@ -219,8 +242,10 @@ class GfpganRestorer:
             chunk = crops[start : start + self.max_faces_per_batch]
             batch = torch.stack([img2tensor(crop / 255.0, bgr2rgb=True, float32=True) for crop in chunk])
             normalize(batch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
-            # GFPGAN stays in float32 everywhere: its StyleGAN2 decoder degrades in half precision.
-            output = self.networks.face(self._upload(batch), return_rgb=False, weight=GFPGAN_WEIGHT)[0]
+            # On a GPU GFPGAN stays in float32: its StyleGAN2 decoder degrades in half precision. bfloat16 keeps
+            # float32's range, and its drift is small (see .precision).
+            with cpu_autocast("face" in self.bf16_networks):
+                output = self.networks.face(self._upload(batch), return_rgb=False, weight=GFPGAN_WEIGHT)[0]
             restored.extend(tensor2img(face, rgb2bgr=True, min_max=(-1, 1)).astype(np.uint8) for face in output)
         return restored
 
@@ -241,7 +266,8 @@ class GfpganRestorer:
                 batch = batch.half()
             # Channels-last suits tensor cores and oneDNN's CPU convolutions alike (about 15 % faster on a CPU).
             batch = batch.contiguous(memory_format=torch.channels_last)
-            output = upsample_tiled(net, batch, REALESRGAN_X2PLUS_ARCH["scale"], self.bg_tile, self.bg_tile_pad)
+            with cpu_autocast("background" in self.bf16_networks):
+                output = upsample_tiled(net, batch, REALESRGAN_X2PLUS_ARCH["scale"], self.bg_tile, self.bg_tile_pad)
             images = output.float().clamp_(0, 1).cpu().numpy().transpose(0, 2, 3, 1)
             for i, image in zip(indices, images, strict=True):
                 backgrounds[i] = background_at_scale(image, frames[i].shape, self.upscale)
@@ -395,8 +421,8 @@ def load_networks(
     if realesrgan_path is not None:
         background = _loaded(RRDBNet(**REALESRGAN_X2PLUS_ARCH), realesrgan_path, "Real-ESRGAN x2plus", device)
         if torch.device(device).type == "cuda":
-            # Plain convolutions: half precision suits tensor cores. (On a CPU bfloat16 is emulated unless the
-            # CPU has AVX512-BF16 or AMX: 40x slower than float32 on an AVX2 machine.)
+            # Plain convolutions: half precision suits tensor cores. (On a CPU, bfloat16 is a choice of its own:
+            # see .precision.)
             background = background.half()
         background = background.to(memory_format=torch.channels_last)
     # ParseNet is plain convolutions too; GFPGAN's StyleGAN2 decoder is not (5-D modulated weights, views).
