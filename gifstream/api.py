@@ -58,6 +58,7 @@ def build_stages(options: ProcessOptions) -> list[Stage]:
                     fetch=options.fetch_weights,
                     detect_every=options.detect_every,
                     smooth_landmarks=options.smooth_landmarks,
+                    precision=options.precision,
                 )
             )
         )

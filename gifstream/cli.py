@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .allocator import tune_for_streaming
 from .engine import ConfigError, Frame, GifstreamError, StreamInfo
-from .options import FLOWS, RESTORERS, ProcessOptions, load_config, parse_metrics, parse_size
+from .options import FLOWS, PRECISIONS, RESTORERS, ProcessOptions, load_config, parse_metrics, parse_size
 
 EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
 
@@ -95,7 +95,13 @@ def add_process_options(cmd: argparse.ArgumentParser) -> None:
         default=s,
         help="comma list of psnr,ssim,lpips,e_warp,tof,tlp, all, or none (default psnr,ssim,e_warp)",
     )
-    cmd.add_argument("--detect-every", type=int, default=s, help="GFPGAN: detect faces every N frames (default 1)")
+    cmd.add_argument("--detect-every", type=int, default=s, help="detect faces every N frames (default 1)")
+    cmd.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=s,
+        help="GFPGAN on a CPU: fp32 (default), bf16 autocast, or auto (bf16 only where the CPU has it natively)",
+    )
     cmd.add_argument(
         "--smooth-landmarks", action="store_true", default=s, help="GFPGAN: smooth face landmarks over time"
     )

@@ -12,6 +12,7 @@ from .engine import ConfigError
 
 RESTORERS = ("auto", "gfpgan", "classic", "none")
 FLOWS = ("none", "dis", "dis_fast", "dis_ultrafast", "raft_small", "raft_large")
+PRECISIONS = ("fp32", "bf16", "auto")  # gifstream.restore.precision.PRECISION_CHOICES
 METRICS = ("psnr", "ssim", "lpips", "e_warp", "tof", "tlp")
 DEVICES = ("auto", "cpu", "cuda")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -29,6 +30,7 @@ class ProcessOptions:
     metrics: tuple[str, ...] = ("psnr", "ssim", "e_warp")
     detect_every: int = 1
     smooth_landmarks: bool = False
+    precision: str = "fp32"
     stabilize: bool = False
     stabilize_strength: float = 0.6
     batch: int = 1
@@ -59,6 +61,7 @@ class ProcessOptions:
         _check_choice("restorer", self.restorer, RESTORERS)
         _check_choice("flow", self.flow, FLOWS)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
         for name in self.metrics:
             _check_choice("metrics", name, METRICS)
         if self.detect_every < 1:

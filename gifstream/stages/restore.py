@@ -45,6 +45,7 @@ class RestoreConfig:
     detector: Detector | None = None
     detect_every: int = 1  # GFPGAN: run face detection on every k-th frame, carrying faces between
     smooth_landmarks: bool = False  # GFPGAN: One-Euro smoothing of the landmarks that drive alignment
+    precision: str = "fp32"  # GFPGAN on a CPU: fp32, bf16 (autocast), or auto (bf16 where the CPU has it natively)
 
     def __post_init__(self) -> None:
         if self.restorer not in RESTORERS:
@@ -150,11 +151,18 @@ def build_restorer(name: str, config: RestoreConfig, device: str) -> Restorer:
             detector=config.detector,
             detect_every=config.detect_every,
             smooth_landmarks=config.smooth_landmarks,
+            precision=config.precision,
         )
     from ..restore.classic import ClassicRestorer, LanczosRestorer
 
     if name == "classic":
-        return ClassicRestorer(scale=config.scale, detector=config.detector)
+        detector = config.detector
+        if config.detect_every > 1:
+            from ..restore.detect import CascadeFaceDetector
+            from ..restore.tracking import EveryKDetector
+
+            detector = EveryKDetector(detector or CascadeFaceDetector(), config.detect_every)
+        return ClassicRestorer(scale=config.scale, detector=detector)
     if name == "none":
         return LanczosRestorer(scale=config.scale)
     raise ConfigError(f"unknown restorer {name!r}; known: {', '.join(RESTORERS)}")
