@@ -420,7 +420,9 @@ def cycled_frames(path: Path, count: int) -> Iterator[Frame]:
 def write_gif(path: Path, frames: Iterator[Frame], count: int) -> None:
     from .io.gif import GifOptions, GifSink
 
-    sink = GifSink(path, GifOptions(), overwrite=True)
+    # Quality 100: a picture held over several frames must decode to identical frames, as in hand-made GIFs
+    # (below 100 the encoder refines a held picture on its second frame, which the reuse levers would not see).
+    sink = GifSink(path, GifOptions(quality=100), overwrite=True)
     first = next(frames)
     sink.open(StreamInfo(width=first.width, height=first.height, format="gif", loop=0, frame_count=count))
     try:

@@ -109,6 +109,20 @@ def test_set_overrides_are_read_as_toml_values_and_checked() -> None:
     assert "flow" in plan.tuning.describe() and "first_frame_alone=False" in plan.tuning.describe()
 
 
+def test_the_written_input_gif_decodes_held_pictures_to_identical_frames(tmp_path: Path) -> None:
+    from gifstream.benchmark import write_gif
+    from gifstream.io import open_source
+
+    write_gif(tmp_path / "held.gif", synthetic_frames(8, (96, 54), hold=2), 8)
+    source = open_source(tmp_path / "held.gif")
+    source.open()
+    decoded = [frame.pixels for frame in source.frames()]
+    source.close()
+
+    assert len(decoded) == 8
+    assert [np.array_equal(a, b) for a, b in itertools.pairwise(decoded)] == [True, False] * 3 + [True]
+
+
 def test_synthetic_input_holds_each_picture_for_hold_frames() -> None:
     frames = list(synthetic_frames(7, (40, 30), hold=3))
 
