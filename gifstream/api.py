@@ -79,7 +79,21 @@ def _analysis_stages(options: ProcessOptions) -> list[Stage]:
 
 
 def _needs_torch(options: ProcessOptions) -> bool:
-    return options.restorer in {"auto", "gfpgan"} or options.flow.startswith("raft") or "lpips" in options.metrics
+    """Whether a stage of this run will use torch (only then is torch imported to look for a GPU)."""
+    if options.flow.startswith("raft") or {"lpips", "tlp"}.intersection(options.metrics):
+        return True
+    if options.restorer == "auto":
+        # Without GFPGAN's weights the run falls back to the classic restorer, which needs no torch:
+        # importing it only to find the device would cost a second and some 450 MB.
+        return options.fetch_weights or _gfpgan_weights_cached(options)
+    return options.restorer == "gfpgan"
+
+
+def _gfpgan_weights_cached(options: ProcessOptions) -> bool:
+    from .stages.restore import RestoreConfig, unavailable_gfpgan_weights
+
+    missing, _ = unavailable_gfpgan_weights(RestoreConfig(restorer="auto", weights_dir=options.weights_dir))
+    return not missing
 
 
 def limits_of(options: ProcessOptions) -> Limits:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +54,16 @@ async def test_stream_rejects_arrays_that_are_not_rgb_uint8() -> None:
         ) as out:
             async for _ in out:
                 pass
+
+
+def test_the_default_run_without_gfpgan_weights_never_imports_torch(tmp_path: Path) -> None:
+    """Finding the device would import torch; the classic fallback needs none of it."""
+    write_reference_gif(tmp_path / "in.gif", textured_frames(3, 48, 32), [100] * 3, 0)
+    script = (
+        "import sys, gifstream\n"
+        f"gifstream.process({str(tmp_path / 'in.gif')!r}, {str(tmp_path / 'out.gif')!r}, quiet=True)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert len(read_gif(tmp_path / "out.gif")[0]) == 3
