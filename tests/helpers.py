@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -39,7 +40,7 @@ def write_reference_gif(path: Path, frames: list[np.ndarray], durations: list[in
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, disposal=1, **extra)
 
 
-def read_gif(path: Path) -> tuple[list[np.ndarray], list[int], int | None]:
+def read_gif(path: Path | BinaryIO) -> tuple[list[np.ndarray], list[int], int | None]:
     """Frames (RGB), per-frame durations and loop count, as Pillow reads them."""
     with Image.open(path) as image:
         frames, durations = [], []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from helpers import read_gif
 from PIL import Image
 
 from gifstream.engine import Frame, StreamInfo
@@ -95,12 +96,7 @@ def read_blocks(data: bytes) -> tuple[np.ndarray, list[Written]]:
         position += 1
         if kind == 0x21:
             label = data[position]
-            position += 1
-            payload = bytearray()
-            while data[position]:
-                payload += data[position + 1 : position + 1 + data[position]]
-                position += 1 + data[position]
-            position += 1
+            payload, position = read_sub_blocks(data, position + 1)
             if label == 0xF9:
                 packed, delay, index = payload[0], struct.unpack("<H", payload[1:3])[0], payload[3]
                 control = ((packed >> 2) & 7, index if packed & 1 else None, delay)
@@ -113,13 +109,8 @@ def read_blocks(data: bytes) -> tuple[np.ndarray, list[Written]]:
                 local = np.frombuffer(data[position : position + 3 * entries], np.uint8).reshape(-1, 3)
                 position += 3 * entries
             min_code_size = data[position]
-            position += 1
-            compressed = bytearray()
-            while data[position]:
-                compressed += data[position + 1 : position + 1 + data[position]]
-                position += 1 + data[position]
-            position += 1
-            indices = lzw_decode(bytes(compressed), min_code_size, width * height).reshape(height, width)
+            compressed, position = read_sub_blocks(data, position + 1)
+            indices = lzw_decode(compressed, min_code_size, width * height).reshape(height, width)
             disposal, transparent, delay = control
             images.append(Written(left, top, width, height, local, disposal, transparent, delay, indices))
             control = (0, None, 0)
@@ -128,13 +119,17 @@ def read_blocks(data: bytes) -> tuple[np.ndarray, list[Written]]:
     return global_table, images
 
 
+def read_sub_blocks(data: bytes, position: int) -> tuple[bytes, int]:
+    """The payload of the data sub-blocks starting at ``position``, and the position after their terminator."""
+    payload = bytearray()
+    while data[position]:
+        payload += data[position + 1 : position + 1 + data[position]]
+        position += 1 + data[position]
+    return bytes(payload), position + 1
+
+
 def decode_with_pillow(data: bytes) -> list[np.ndarray]:
-    frames = []
-    with Image.open(io.BytesIO(data)) as image:
-        for index in range(image.n_frames):
-            image.seek(index)
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames
+    return read_gif(io.BytesIO(data))[0]
 
 
 # --------------------------------------------------------------------------- helpers
