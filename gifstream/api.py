@@ -43,10 +43,13 @@ def resolve_device(requested: str, needs_torch: bool) -> str:
 
 
 def build_stages(options: ProcessOptions) -> list[Stage]:
-    """The stages a run needs, in order: restore (or resize), flow, metrics."""
+    """The stages a run needs, in order: restore (or resize), paste (GFPGAN's paste-back), flow, metrics."""
     stages: list[Stage] = []
     if options.restorer != "none":
-        from .stages.restore import RestoreConfig, RestoreStage
+        from .stages.restore import PasteStage, RestoreConfig, RestoreStage
+
+        # GFPGAN's paste-back gets a stage of its own, to run beside the next frame's restoration.
+        defer_paste = _may_use_gfpgan(options)
 
         stages.append(
             RestoreStage(
@@ -59,9 +62,12 @@ def build_stages(options: ProcessOptions) -> list[Stage]:
                     detect_every=options.detect_every,
                     smooth_landmarks=options.smooth_landmarks,
                     precision=options.precision,
+                    defer_paste=defer_paste,
                 )
             )
         )
+        if defer_paste:
+            stages.append(PasteStage(max_batch=options.batch))
     elif options.output_scale != 1:
         from .stages.basic import ResizeConfig, ResizeStage
 
@@ -82,9 +88,14 @@ def _needs_torch(options: ProcessOptions) -> bool:
     """Whether a stage of this run will use torch (only then is torch imported to look for a GPU)."""
     if options.flow.startswith("raft") or {"lpips", "tlp"}.intersection(options.metrics):
         return True
+    # Without GFPGAN's weights an ``auto`` run falls back to the classic restorer, which needs no torch:
+    # importing it only to find the device would cost a second and some 450 MB.
+    return _may_use_gfpgan(options)
+
+
+def _may_use_gfpgan(options: ProcessOptions) -> bool:
+    """Whether the run's restorer is (or, for ``auto``, will likely be) GFPGAN."""
     if options.restorer == "auto":
-        # Without GFPGAN's weights the run falls back to the classic restorer, which needs no torch:
-        # importing it only to find the device would cost a second and some 450 MB.
         return options.fetch_weights or _gfpgan_weights_cached(options)
     return options.restorer == "gfpgan"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,6 +151,27 @@ def test_repeated_frame_is_restored_once(standin_restorer) -> None:
     assert face_batches == [3]  # two faces of the first frame and one of the last, not five
     assert [r.reused for r in results] == [False, True, False]
     assert np.array_equal(results[0].pixels, results[1].pixels)
+
+
+def test_paste_back_left_for_later_gives_what_restore_gives(standin_restorer) -> None:
+    restorer = standin_restorer(4, FACES_BY_LEVEL)
+    parser_threads: list[str] = []
+    restorer.networks.parser.register_forward_hook(lambda *_: parser_threads.append(threading.current_thread().name))
+    expected = restorer.restore(flat_frames())
+    parser_threads.clear()
+
+    pending = restorer.restore_faces(flat_frames())
+    assert parser_threads == []  # nothing pasted yet
+    finished: list = []
+    paster = threading.Thread(target=lambda: finished.extend(item.finish() for item in pending), name="paster")
+    paster.start()
+    paster.join()
+
+    assert [item.faces for item in pending] == [r.faces for r in expected] == [2, 0, 3, 1]
+    for ours, theirs in zip(finished, expected, strict=True):
+        assert np.array_equal(ours.pixels, theirs.pixels)
+    assert set(parser_threads) == {"paster"}  # ParseNet ran where the paste-back was called, once per face
+    assert len(parser_threads) == 6
 
 
 def test_faces_gfpgan_would_skip_are_skipped(standin_restorer) -> None:

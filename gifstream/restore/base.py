@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,28 @@ class Restorer(Protocol):
     def restore_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPaste:
+    """A frame whose faces are restored but not yet pasted back onto its background.
+
+    ``finish()`` does the paste-back and gives the frame's :class:`Restored`.
+    It may run on another thread than the one that made this object, while
+    that thread restores the next frame: that is what it is for.
+    """
+
+    finish: Callable[[], Restored]
+    faces: int
+
+
+@runtime_checkable
+class PastesLater(Protocol):
+    """A restorer whose paste-back can be left for later (GFPGAN's: ParseNet masks every pasted face)."""
+
+    def restore_faces(self, frames: Sequence[np.ndarray]) -> list[PendingPaste]:
+        """One PendingPaste per frame (repeated frames included): every step but the paste-back."""
+        ...
 
 
 def repeats_previous(frames: Sequence[np.ndarray]) -> list[bool]:

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..engine import ConfigError, InputError
-from .base import Restored, check_rgb, expand_repeats, repeats_previous
+from .base import PendingPaste, Restored, check_rgb, expand_repeats, repeats_previous
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
 from .precision import DEFAULT_PRECISION, bf16_networks, cpu_autocast, resolve_precision
@@ -168,24 +168,59 @@ class GfpganRestorer:
         fresh = [frame for frame, repeated in zip(frames, repeats, strict=True) if not repeated]
         if not fresh:
             return []
-        landmarks = [self._alignable(faces) for faces in self.detector(fresh)]
+        helpers, backgrounds = self._faces_and_backgrounds(fresh)
+        with torch.inference_mode(), device_stream(self.stream):
+            unique = self._paste_all(helpers, backgrounds)
+        return expand_repeats(unique, repeats)
+
+    def restore_faces(self, frames: Sequence[np.ndarray]) -> list[PendingPaste]:
+        """Every step of :meth:`restore` but the paste-back, which each frame's PendingPaste does later.
+
+        The paste-back (ParseNet's mask for every face) is about half of a
+        frame's work on a CPU; a pipeline pastes frame N on another thread
+        while this restores frame N+1. Frames are not checked for repeats here.
+        """
+        frames = [check_rgb(frame, i) for i, frame in enumerate(frames)]
+        if not frames:
+            return []
+        helpers, backgrounds = self._faces_and_backgrounds(frames)
+        return [
+            PendingPaste(functools.partial(self._paste_later, helper, background), len(helper.cropped_faces))
+            for helper, background in zip(helpers, backgrounds, strict=True)
+        ]
+
+    def _faces_and_backgrounds(self, frames: list[np.ndarray]) -> tuple[list[Any], list[np.ndarray | None]]:
+        """Each frame's facexlib helper (faces aligned, restored, inverse affines ready) and its background."""
+        import torch
+
+        landmarks = [self._alignable(faces) for faces in self.detector(frames)]
         if self.intra_op_threads is not None:
             cap_intra_op_threads(self.intra_op_threads)
             # The background does not depend on the faces: Real-ESRGAN runs on a thread of its own meanwhile.
-            backgrounds_done = start_beside(lambda: self._upsample_backgrounds(fresh), self.intra_op_threads)
+            backgrounds_done = start_beside(lambda: self._upsample_backgrounds(frames), self.intra_op_threads)
         with torch.inference_mode(), device_stream(self.stream):
             helpers = [
                 align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
-                for frame, marks in zip(fresh, landmarks, strict=True)
+                for frame, marks in zip(frames, landmarks, strict=True)
             ]
             restored = iter(self._restore_faces([crop for helper in helpers for crop in helper.cropped_faces]))
-            backgrounds = backgrounds_done() if self.intra_op_threads is not None else self._upsample_backgrounds(fresh)
+            backgrounds = (
+                backgrounds_done() if self.intra_op_threads is not None else self._upsample_backgrounds(frames)
+            )
             for helper in helpers:
                 for _ in helper.cropped_faces:
                     helper.add_restored_face(next(restored))
                 helper.get_inverse_affine(None)
-            unique = self._paste_all(helpers, backgrounds)
-        return expand_repeats(unique, repeats)
+        return helpers, backgrounds
+
+    def _paste_later(self, helper: Any, background: np.ndarray | None) -> Restored:
+        """One frame's paste-back, on whichever thread calls it (capped like the restorer's own threads)."""
+        import torch
+
+        if self.intra_op_threads is not None:
+            cap_intra_op_threads(self.intra_op_threads)
+        with torch.inference_mode(), device_stream(self.stream):
+            return self._pasted_frames([(helper, background)])[0]
 
     def _paste_all(self, helpers: list[Any], backgrounds: list[np.ndarray | None]) -> list[Restored]:
         """Each frame's restored faces pasted onto its background (ParseNet masks them: the costly part).

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine import BlockingStage, ConfigError, Frame, RunContext
 from ..options import RESTORERS
-from ..restore.base import Restored, Restorer, same_pixels
+from ..restore.base import PastesLater, PendingPaste, Restored, Restorer, same_pixels
 from ..restore.detect import Detector
 from .basic import resize_lanczos
 from .registry import register
@@ -46,6 +46,9 @@ class RestoreConfig:
     detect_every: int = 1  # GFPGAN: run face detection on every k-th frame, carrying faces between
     smooth_landmarks: bool = False  # GFPGAN: One-Euro smoothing of the landmarks that drive alignment
     precision: str = "fp32"  # GFPGAN on a CPU: fp32, bf16 (autocast), or auto (bf16 where the CPU has it natively)
+    # Leave GFPGAN's paste-back to a PasteStage that must follow this stage, so that frame N is pasted while
+    # frame N+1 is restored. Restorers without a separate paste-back finish their frames here regardless.
+    defer_paste: bool = False
 
     def __post_init__(self) -> None:
         if self.restorer not in RESTORERS:
@@ -203,32 +206,54 @@ class RestoreStage(BlockingStage):
         inputs = [frame.as_array() for frame in batch]
         earlier = [_stage_input(previous), *inputs[:-1]]
         repeats = [same_pixels(before, now) for before, now in zip(earlier, inputs, strict=True)]
-        fresh = iter(self.restorer.restore([pixels for pixels, rep in zip(inputs, repeats, strict=True) if not rep]))
+        fresh_inputs = [pixels for pixels, repeated in zip(inputs, repeats, strict=True) if not repeated]
+        if self.config.defer_paste and isinstance(self.restorer, PastesLater):
+            self._leave_paste_for_later(batch, inputs, repeats, self.restorer.restore_faces(fresh_inputs), previous)
+            return batch
+        fresh = iter(self.restorer.restore(fresh_inputs))
         last = _restored_of(previous)
         for frame, pixels, repeated in zip(batch, inputs, repeats, strict=True):
             result = (
                 Restored(last.pixels.copy(), last.faces, reused=True) if repeated and last is not None else next(fresh)
             )
-            self._apply(frame, pixels, result)
+            self._record(frame, pixels, result.faces, result.reused)
+            set_output(frame, result.pixels)
             last = result
         return batch
 
-    def _apply(self, frame: Frame, pixels: np.ndarray, result: Restored) -> None:
+    def _leave_paste_for_later(
+        self,
+        batch: list[Frame],
+        inputs: list[np.ndarray],
+        repeats: list[bool],
+        pending: list[PendingPaste],
+        previous: Frame | None,
+    ) -> None:
+        """Record each frame as restored, leaving its paste-back (or its repeat of the one before) in meta["paste"]."""
+        fresh = iter(pending)
+        faces = _faces_of(previous)
+        for frame, pixels, repeated in zip(batch, inputs, repeats, strict=True):
+            if repeated and faces is not None:
+                frame.meta["paste"] = REPEAT_PREVIOUS
+            else:
+                item = next(fresh)
+                frame.meta["paste"] = item
+                faces = item.faces
+            self._record(frame, pixels, faces, repeated)
+
+    def _record(self, frame: Frame, pixels: np.ndarray, faces: int, reused: bool) -> None:
         input_kept = frame.source is None
         if input_kept:
             frame.source = pixels
-        frame.pixels = result.pixels
-        if frame.alpha is not None:
-            frame.alpha = scale_alpha(frame.alpha, (result.pixels.shape[1], result.pixels.shape[0]))
         frame.meta["restore"] = {
             "restorer": self.restorer.name if self.restorer else None,
-            "faces": result.faces,
-            "reused": result.reused,
+            "faces": faces,
+            "reused": reused,
             "input_kept": input_kept,
         }
         self.frames += 1
-        self.faces += result.faces
-        self.reused += int(result.reused)
+        self.faces += faces
+        self.reused += int(reused)
 
     def close_sync(self) -> None:
         if self.restorer is not None:
@@ -255,6 +280,65 @@ def _restored_of(previous: Frame | None) -> Restored | None:
     if previous is None or "restore" not in previous.meta:
         return None
     return Restored(previous.as_array(), previous.meta["restore"]["faces"])
+
+
+def _faces_of(previous: Frame | None) -> int | None:
+    if previous is None or "restore" not in previous.meta:
+        return None
+    faces: int = previous.meta["restore"]["faces"]
+    return faces
+
+
+def set_output(frame: Frame, pixels: np.ndarray) -> None:
+    """A frame's restored pixels, with its alpha mask (if any) scaled to their size."""
+    frame.pixels = pixels
+    if frame.alpha is not None:
+        frame.alpha = scale_alpha(frame.alpha, (pixels.shape[1], pixels.shape[0]))
+
+
+class _RepeatPrevious:
+    def __repr__(self) -> str:
+        return "REPEAT_PREVIOUS"
+
+
+# meta["paste"] of a frame that repeats the one before it: the paste stage copies that frame's output.
+REPEAT_PREVIOUS = _RepeatPrevious()
+
+
+@register("paste")
+class PasteStage(BlockingStage):
+    """Pastes restored faces back (see ``RestoreConfig.defer_paste``) beside the restore stage's next frames.
+
+    GFPGAN's paste-back masks every face with ParseNet, about half of a
+    frame's work on a CPU; as a stage of its own it runs on its own thread
+    (and torch threads), so frame N is pasted while frame N+1 is restored.
+    Frames with nothing pending (another restorer, or no deferral) pass
+    through untouched.
+    """
+
+    name = "paste"
+    needs_previous = True  # a repeated frame copies the previous frame's finished output
+
+    def __init__(self, max_batch: int = 1) -> None:
+        super().__init__()
+        self.max_batch = max_batch
+        self.pasted = 0
+
+    def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
+        for frame in batch:
+            pending = frame.meta.pop("paste", None)
+            if pending is REPEAT_PREVIOUS:
+                if previous is None:
+                    raise RuntimeError(f"frame {frame.index} repeats a frame the paste stage never saw")
+                set_output(frame, previous.as_array().copy())
+            elif isinstance(pending, PendingPaste):
+                set_output(frame, pending.finish().pixels)
+                self.pasted += 1
+            previous = frame
+        return batch
+
+    def describe(self) -> dict[str, Any]:
+        return {"pasted": self.pasted}
 
 
 def scale_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
