@@ -366,3 +366,55 @@ async def test_stage_builds_gfpgan_from_cached_weights(random_checkpoints: dict[
     details = stage.describe()
     assert (details["restorer"], details["reason"]) == ("gfpgan", "GFPGAN weights cached")
     assert details["weights"]["parsing"]["file"] == "parsing_parsenet.pth"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # seconds of 512² convolutions; a loaded 2-core machine needs headroom
+def test_a_gfpgan_run_pastes_faces_in_a_stage_of_its_own(random_checkpoints: dict[str, Path], tmp_path, monkeypatch):
+    """``gifstream.process`` with GFPGAN: restore, then paste on its own stage; a held picture is pasted once."""
+    from gifstream.api import process
+    from gifstream.engine import StreamInfo
+    from gifstream.io import open_sink
+    from tests.helpers import read_gif, texture
+
+    roles = {"gfpgan_v1.3": "gfpgan", "realesrgan_x2plus": "realesrgan", "retinaface_resnet50": "detection"}
+    roles["parsenet"] = "parsing"
+    entries = {
+        name: dataclasses.replace(get_entry(name), size=random_checkpoints[role].stat().st_size)
+        for name, role in roles.items()
+    }
+    bright = texture(64, 64, seed=3) // 2 + 100
+    frames = [bright, bright.copy(), bright // 4]  # a face, the same picture held, then a darker one without
+    face = face_at(32, 30, eye_gap=16)
+    # RetinaFace with random weights finds junk: the bright pictures hold one face, the dark one none.
+    monkeypatch.setattr(
+        RetinaFaceDetector, "__call__", lambda self, batch: [[face] if f.mean() > 90 else [] for f in batch]
+    )
+    # Written by gifstream's own encoder: Pillow's would merge the held picture into one longer frame.
+    sink = open_sink(tmp_path / "in.gif", format="gif")
+    sink.open(StreamInfo(64, 64, "gif", loop=0))
+    for index, (pixels, duration) in enumerate(zip(frames, [70, 80, 90], strict=True)):
+        sink.write(Frame(index, pixels, duration_ms=duration))
+    sink.finish()
+
+    with override_registry(entries):
+        report = process(
+            tmp_path / "in.gif",
+            tmp_path / "out.gif",
+            restorer="gfpgan",
+            weights_dir=str(random_checkpoints["gfpgan"].parent),
+            flow="none",
+            metrics=(),
+            quiet=True,
+        )
+
+    out, durations, loop = read_gif(tmp_path / "out.gif")
+    assert [s["name"] for s in report["stages"]] == ["restore", "paste"]
+    assert report["stage_details"]["restore"]["faces"] == 2 and report["stage_details"]["restore"]["reused_frames"] == 1
+    assert report["stage_details"]["paste"] == {"pasted": 2}  # the held picture copies the pasted one
+    assert [f.shape for f in out] == [(128, 128, 3)] * 3 and durations == [70, 80, 90] and loop == 0
+    assert np.array_equal(out[0], out[1])
+    # The restored face (random weights: far from the input) was pasted onto the first picture's centre.
+    centre = np.s_[48:80, 48:80]
+    upscaled = cv2.resize(read_gif(tmp_path / "in.gif")[0][0], (128, 128), interpolation=cv2.INTER_LANCZOS4)
+    assert np.abs(out[0][centre].astype(int) - upscaled[centre]).mean() > 10
