@@ -247,3 +247,18 @@ def test_gfpgan_paste_back_960x540(benchmark, frames) -> None:
 
     pasted = benchmark(paste)
     assert pasted.shape == background.shape and not np.array_equal(pasted, background)
+
+
+@pytest.mark.parametrize("copy", ["decoder_rgb_canvas", "decoder_rgba_canvas", "restorer_output"])
+def test_frame_copies(benchmark, frames, outputs, copy: str) -> None:
+    """The frame-sized copies on the offline path (the lever "avoiding copies"): what taking them out would save."""
+    if copy == "decoder_rgb_canvas":  # a GIF frame without transparency, made writable
+        source = frames[0]
+        result = benchmark(lambda: np.array(source[..., :3], order="C"))
+    elif copy == "decoder_rgba_canvas":  # a GIF frame with transparency: colour and alpha split apart
+        source = np.dstack([frames[0], np.full(frames[0].shape[:2], 255, np.uint8)])
+        result, _ = benchmark(lambda: (np.array(source[..., :3], order="C"), np.array(source[..., 3], order="C")))
+    else:  # the classic restorer's upscaled frame, made writable before faces are blended in
+        source = outputs[0]
+        result = benchmark(np.array, source)
+    assert np.array_equal(result, source[..., :3]) and result.flags.writeable and result.flags.c_contiguous
