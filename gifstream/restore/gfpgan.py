@@ -23,10 +23,10 @@ import functools
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -36,8 +36,10 @@ from .base import PendingPaste, Restored, check_rgb, expand_repeats, repeats_pre
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
 from .precision import DEFAULT_PRECISION, bf16_networks, cpu_autocast, resolve_precision
-from .threads import cap_intra_op_threads, default_intra_op_threads, start_beside
+from .threads import CORE_SHARE, cap_intra_op_threads, default_intra_op_threads, start_beside
 from .tracking import tracked_detector
+
+T = TypeVar("T")
 
 # GFPGANer's network and helper settings for the v1.3/v1.4 "clean" checkpoints.
 GFPGAN_CLEAN_ARCH: dict[str, Any] = {
@@ -136,8 +138,10 @@ class GfpganRestorer:
         # On a GPU the restorer's work goes on a stream of its own, so copies and kernels of other
         # stages' streams can overlap with it; on the CPU there is no stream at all.
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        # On the CPU the background and the faces are worked on side by side, each on this many threads.
+        # On the CPU the background and the faces are worked on side by side, each on this many threads ...
         self.intra_op_threads = (intra_op_threads or default_intra_op_threads()) if self.device.type == "cpu" else None
+        # ... or, unless a count was given, on their share of the cores at each layer (all of them when alone).
+        self.core_share = CORE_SHARE if self.device.type == "cpu" and intra_op_threads is None else None
         self.upscale = upscale
         self.max_faces_per_batch = max_faces_per_batch
         self.bg_tile = bg_tile
@@ -153,6 +157,10 @@ class GfpganRestorer:
             "parsing": parser_weights,
         }
         self.networks = load_networks(face_weights, background_weights, detector_weights, parser_weights, self.device)
+        if self.core_share is not None:
+            for net in (self.networks.face, self.networks.background, self.networks.parser):
+                if net is not None:
+                    self.core_share.attach(getattr(net, "net", net))  # through ChannelsLast to the module
         self.detector: Detector = tracked_detector(
             detector or RetinaFaceDetector(self.networks.retinaface, detection_threshold),
             detect_every,
@@ -195,15 +203,15 @@ class GfpganRestorer:
 
         landmarks = [self._alignable(faces) for faces in self.detector(frames)]
         if self.intra_op_threads is not None:
-            cap_intra_op_threads(self.intra_op_threads)
             # The background does not depend on the faces: Real-ESRGAN runs on a thread of its own meanwhile.
-            backgrounds_done = start_beside(lambda: self._upsample_backgrounds(frames), self.intra_op_threads)
+            backgrounds_done = start_beside(lambda: self._on_cores(self._upsample_backgrounds, frames), None)
         with torch.inference_mode(), device_stream(self.stream):
             helpers = [
                 align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
                 for frame, marks in zip(frames, landmarks, strict=True)
             ]
-            restored = iter(self._restore_faces([crop for helper in helpers for crop in helper.cropped_faces]))
+            crops = [crop for helper in helpers for crop in helper.cropped_faces]
+            restored = iter(self._on_cores(self._restore_faces, crops))
             backgrounds = (
                 backgrounds_done() if self.intra_op_threads is not None else self._upsample_backgrounds(frames)
             )
@@ -214,13 +222,20 @@ class GfpganRestorer:
         return helpers, backgrounds
 
     def _paste_later(self, helper: Any, background: np.ndarray | None) -> Restored:
-        """One frame's paste-back, on whichever thread calls it (capped like the restorer's own threads)."""
+        """One frame's paste-back, on whichever thread calls it (sharing the cores like the restorer's own work)."""
         import torch
 
+        with torch.inference_mode(), device_stream(self.stream):
+            return self._on_cores(self._pasted_frames, [(helper, background)])[0]
+
+    def _on_cores(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)``, model work on the calling thread: on the CPU it takes its share of the cores."""
+        if self.core_share is not None:
+            with self.core_share.working():
+                return work(*args)
         if self.intra_op_threads is not None:
             cap_intra_op_threads(self.intra_op_threads)
-        with torch.inference_mode(), device_stream(self.stream):
-            return self._pasted_frames([(helper, background)])[0]
+        return work(*args)
 
     def _paste_all(self, helpers: list[Any], backgrounds: list[np.ndarray | None]) -> list[Restored]:
         """Each frame's restored faces pasted onto its background (ParseNet masks them: the costly part).
@@ -230,9 +245,9 @@ class GfpganRestorer:
         """
         pairs = list(zip(helpers, backgrounds, strict=True))
         if self.intra_op_threads is None or len(pairs) < 2:
-            return self._pasted_frames(pairs)
-        odd_done = start_beside(lambda: self._pasted_frames(pairs[1::2]), self.intra_op_threads)
-        even = self._pasted_frames(pairs[0::2])
+            return self._on_cores(self._pasted_frames, pairs)
+        odd_done = start_beside(lambda: self._on_cores(self._pasted_frames, pairs[1::2]), None)
+        even = self._on_cores(self._pasted_frames, pairs[0::2])
         odd = odd_done()
         return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(len(pairs))]
 

@@ -11,6 +11,7 @@ summaries.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
@@ -73,6 +74,7 @@ class FlowStage(BlockingStage):
         super().__init__()
         self.config = config or FlowConfig()
         self._estimator: Any = None
+        self._cores: Any = None  # the CPU's core share, when RAFT runs on the CPU
 
     def setup_sync(self, ctx: RunContext) -> None:
         from ..motion import DisFlow, RaftFlow
@@ -88,7 +90,7 @@ class FlowStage(BlockingStage):
             weights = path_for(backend, weights_dir=self.config.weights_dir)
             self._estimator = RaftFlow(variant, weights, device=ctx.device, max_side=self.config.max_side)
             if ctx.device == "cpu":
-                share_the_cpu()
+                self._cores = share_the_cpu(self._estimator.model)
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
         chain = [previous, *batch]
@@ -99,7 +101,8 @@ class FlowStage(BlockingStage):
         if moving:
             earlier = [input_pixels(a) for a, _ in moving]
             later = [input_pixels(b) for _, b in moving]
-            forward, backward = self._estimator.both_ways(earlier, later)
+            with self._cores.working() if self._cores is not None else contextlib.nullcontext():
+                forward, backward = self._estimator.both_ways(earlier, later)
             for (_, frame), fw, bw in zip(moving, forward, backward, strict=True):
                 frame.meta["flow"] = (fw, bw)
         for _, frame in pairs:
@@ -126,11 +129,13 @@ def weights_description(name: str, weights_dir: str | None) -> dict[str, str]:
     return {"file": entry.filename, "sha256": entry.sha256, "path": str(cached_path(name, weights_dir))}
 
 
-def share_the_cpu() -> None:
-    """Cap this stage thread's torch threads (other stages run at the same time; see gifstream.restore.threads)."""
-    from ..restore.threads import cap_intra_op_threads, default_intra_op_threads
+def share_the_cpu(model: Any) -> Any:
+    """The process's core share, attached to ``model``: it takes its share of the cores layer by layer while
+    its work is registered, beside the other stages' networks (see gifstream.restore.threads)."""
+    from ..restore.threads import CORE_SHARE
 
-    cap_intra_op_threads(default_intra_op_threads())
+    CORE_SHARE.attach(model)
+    return CORE_SHARE
 
 
 def input_pixels(frame: Frame) -> np.ndarray:
@@ -186,6 +191,7 @@ class MetricsStage(BlockingStage):
         self.unavailable: dict[str, str] = {}
         self.summaries: dict[str, RunningSummary] = {}
         self._lpips: Any = None
+        self._cores: Any = None  # the CPU's core share, when LPIPS runs on the CPU
         self._csv_file: Any = None
         self._csv: Any = None
         self._columns: list[str] = []
@@ -199,8 +205,8 @@ class MetricsStage(BlockingStage):
                 self.unavailable[name] = "needs optical flow (--flow dis or raft_*)"
         if {"lpips", "tlp"}.intersection(wanted):
             self._load_lpips(ctx.device)
-            if ctx.device == "cpu":
-                share_the_cpu()
+            if ctx.device == "cpu" and self._lpips is not None:
+                self._cores = share_the_cpu(self._lpips.model)
         self._columns = self._active_columns(wanted)
         self.summaries = {column: RunningSummary() for column in self._columns}
         if self.config.csv:
@@ -228,7 +234,8 @@ class MetricsStage(BlockingStage):
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
         for frame in batch:
-            values = self._frame_metrics(frame, previous)
+            with self._cores.working() if self._cores is not None else contextlib.nullcontext():
+                values = self._frame_metrics(frame, previous)
             frame.meta["metrics"] = values
             for name, value in values.items():
                 self.summaries[name].add(value)
