@@ -277,9 +277,8 @@ def _stage_input(previous: Frame | None) -> np.ndarray | None:
 
 
 def _restored_of(previous: Frame | None) -> Restored | None:
-    if previous is None or "restore" not in previous.meta:
-        return None
-    return Restored(previous.as_array(), previous.meta["restore"]["faces"])
+    faces = _faces_of(previous)
+    return None if previous is None or faces is None else Restored(previous.as_array(), faces)
 
 
 def _faces_of(previous: Frame | None) -> int | None:
