@@ -123,6 +123,12 @@ def add_bench_parser(subparsers: Any) -> None:
         action="store_false",
         help="leave glibc's allocator as it is instead of keeping freed memory for reuse as `gifstream` does",
     )
+    cmd.add_argument(
+        "--thread-arenas",
+        dest="one_arena",
+        action="store_false",
+        help="keep freed memory but leave glibc an arena per thread, which maps blocks over 64 MiB afresh (a lever)",
+    )
     cmd.add_argument("--workdir", default=None, help="keep inputs, outputs and weights here (default: a temp folder)")
     cmd.add_argument("--json", default=None, help="also write every measurement to this JSON file")
     cmd.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -140,6 +146,7 @@ class Tuning:
     batch: int = 1
     first_frame_alone: bool = True
     overrides: tuple[tuple[str, Any], ...] = ()  # process options laid over the preset's
+    one_arena: bool = True  # every thread allocating from glibc's main heap (see gifstream.allocator)
 
     def describe(self) -> str:
         defaults = dataclasses.asdict(Tuning())
@@ -204,6 +211,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
             args.batch,
             args.first_frame_alone,
             parse_overrides(args.overrides),
+            args.one_arena,
         ),
     )
 
@@ -802,7 +810,7 @@ def peak_rss_mb() -> float:
 
 def apply_tuning(tuning: dict[str, Any]) -> None:
     """Process-wide settings for this worker, before any work."""
-    if tuning.get("keep_freed_memory", True) and not keep_freed_memory():
+    if tuning.get("keep_freed_memory", True) and not keep_freed_memory(tuning.get("one_arena", True)):
         raise ConfigError("keeping freed memory needs glibc (mallopt is not available here); pass --system-malloc")
     if tuning.get("cv_threads") is not None:
         import cv2
