@@ -187,3 +187,20 @@ def test_blocks_make_a_gif_pillow_decodes() -> None:
         expected[3:5, 4:7][patch != 2] = table[patch[patch != 2]]
         np.testing.assert_array_equal(np.asarray(image.convert("RGB")), expected)
         assert image.info["duration"] == 120
+
+
+def test_a_frame_larger_than_one_piece_comes_in_equal_pieces_with_pillows_bytes() -> None:
+    # Pieces of one size keep a long run's heap from fragmenting; their bytes are Pillow's own.
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 256, (300, 400), dtype=np.uint8)  # noise: about 160 kB of LZW data
+    pieces = blocks.lzw_pieces(indices, 8)
+    assert len(pieces) > 2
+    assert {len(piece) for piece in pieces[:-1]} == {blocks.LZW_PIECE_BYTES}
+    assert 0 < len(pieces[-1]) <= blocks.LZW_PIECE_BYTES
+    assert b"".join(pieces) == Image.fromarray(indices, "L").tobytes("gif", "L", 8, 0)
+    frame = blocks.frame_pieces(indices, 0, 0, 4, 1, None, None, 256)
+    assert frame[1:-1] == pieces and frame[-1] == b"\x00"
+    with Image.open(
+        io.BytesIO(blocks.header(400, 300, rng.integers(0, 256, (256, 3)), 0, None) + b"".join(frame) + blocks.TRAILER)
+    ) as image:
+        np.testing.assert_array_equal(np.asarray(image), indices)

@@ -196,8 +196,8 @@ class GifSink:
             self._planner = planner
             chunks.append(self._header(planner, info))
         table = planned.palette
-        chunks.append(
-            blocks.frame(
+        chunks.extend(
+            blocks.frame_pieces(
                 planned.indices,
                 planned.left,
                 planned.top,

@@ -55,7 +55,11 @@ def masked_error(frame_t: np.ndarray, predicted_t: np.ndarray, valid: np.ndarray
     difference = np.moveaxis(frame_t, 2, 0).astype(np.float32, order="C") / 255
     difference -= predicted_t
     difference *= difference
-    return float((difference.sum(axis=0) / len(difference))[valid].mean())
+    per_pixel = difference.sum(axis=0)
+    # A masked sum, not per_pixel[valid]: that copy has a different size every frame, and thousands
+    # of those fragment the C heap over a long run. float64 keeps the sum as exact as mean()'s.
+    total = np.sum(per_pixel, where=valid, dtype=np.float64)
+    return float(total / (len(difference) * np.count_nonzero(valid)))
 
 
 def warped_frames_and_mask(
