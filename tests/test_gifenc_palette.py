@@ -174,8 +174,8 @@ def test_blocks_make_a_gif_pillow_decodes() -> None:
     table = np.vstack([local, [[0, 0, 0]]])
     data = (
         blocks.header(8, 6, palette, background=0, loop=0)
-        + blocks.frame(first, 0, 0, 7, 1, None, None, len(palette))
-        + blocks.frame(patch, 4, 3, 12, 1, 2, table, len(table))
+        + b"".join(blocks.frame_pieces(first, 0, 0, 7, 1, None, None, len(palette)))
+        + b"".join(blocks.frame_pieces(patch, 4, 3, 12, 1, 2, table, len(table)))
         + blocks.TRAILER
     )
     with Image.open(io.BytesIO(data)) as image:

@@ -44,20 +44,6 @@ def header(width: int, height: int, palette: np.ndarray, background: int, loop: 
 LZW_PIECE_BYTES = 16384
 
 
-def frame(
-    indices: np.ndarray,
-    left: int,
-    top: int,
-    delay_cs: int,
-    disposal: int,
-    transparent: int | None,
-    local_palette: np.ndarray | None,
-    table_colours: int,
-) -> bytes:
-    """One frame as a single bytes object (see :func:`frame_pieces`)."""
-    return b"".join(frame_pieces(indices, left, top, delay_cs, disposal, transparent, local_palette, table_colours))
-
-
 def frame_pieces(
     indices: np.ndarray,
     left: int,
