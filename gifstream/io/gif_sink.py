@@ -1,7 +1,9 @@
 """Animated GIF output, one frame at a time.
 
 :class:`GifSink` writes a GIF incrementally: the header goes out with the
-first frame and every frame is encoded and flushed as it arrives. What each
+first frame and every frame is encoded and flushed once the next one has
+arrived (one frame of lookahead takes out one-frame spikes, see
+:mod:`~gifstream.io.gifenc.despike`), the last one at :meth:`GifSink.finish`. What each
 frame writes is decided by :class:`~gifstream.io.gifenc.FramePlanner`:
 pixels the previous frames already show well enough stay transparent, each
 frame is cropped to the rectangle that changed, and a palette is kept while
@@ -16,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+import numpy as np
+
 from ..engine.errors import ConfigError, OutputError
 from ..engine.frame import Frame, StreamInfo
 from .atomic import AtomicFile, check_target
-from .gifenc import DITHERS, PALETTES, FramePlanner, PlannerSettings, blocks
+from .gifenc import DITHERS, PALETTES, FramePlanner, PlannerSettings, SpikeFilter, blocks
 from .raw import frame_planes
 
 _MAX_DELAY_CS = 0xFFFF
@@ -27,6 +31,9 @@ _MAX_SIDE = 0xFFFF
 
 DEFAULT_QUALITY = 90
 _NOISE_MULTIPLE = 1.2
+# One-frame spikes up to this many times the base tolerance are taken out (see gifenc.despike):
+# at quality 90 that is 6.7 levels, chosen by bench/gif_quality.py (BENCHMARKS.md).
+_SPIKE_MULTIPLE = 2.0
 
 Loop = int | None | Literal["keep"]
 
@@ -43,7 +50,11 @@ class GifOptions:
     The tolerance covers change in motion only: the frame a pixel's input
     comes to rest, it is rewritten if the palette shows it three times
     closer (RMS) than the screen does, so nothing lingers within the
-    tolerance on still content.
+    tolerance on still content. Below 100, a pixel that leaves the range its
+    neighbouring frames span for one frame by at most twice the base
+    tolerance (a codec's ringing, a shade that jumps and comes back) is
+    clamped into that range first; for that each frame is written once the
+    next one arrives (at 100, as it arrives).
 
     ``colors``: entries of each colour table, the transparent one included.
 
@@ -79,6 +90,10 @@ class GifOptions:
             raise ConfigError(f"--gif-quality must be an integer from 1 to 100; got {self.quality!r}")
         if not _is_loop_setting(self.loop):
             raise ConfigError(f"GIF loop must be 'keep', None or a count from 0 (forever) to 65535; got {self.loop!r}")
+
+    def spike_limit(self) -> float:
+        """Largest one-frame spike (levels) taken out before quantising: twice the base tolerance, 0 at quality 100."""
+        return _SPIKE_MULTIPLE * tolerances_for(self.quality)[0]
 
     def planner_settings(self) -> PlannerSettings:
         tolerance, noise_tolerance = tolerances_for(self.quality)
@@ -132,7 +147,8 @@ class GifSink:
 
     A path is written through a temporary file beside it, renamed into place
     by :meth:`finish`; a binary stream (stdout) is written directly and
-    flushed after every frame. The logical screen is the first frame's size.
+    flushed after every frame (each frame goes out when the next arrives,
+    or at once at ``quality=100``). The logical screen is the first frame's size.
     """
 
     def __init__(
@@ -148,6 +164,8 @@ class GifSink:
         self._out: BinaryIO | None = None
         self._info: StreamInfo | None = None
         self._planner: FramePlanner | None = None
+        self._size: tuple[int, int] | None = None
+        self._spikes: SpikeFilter[int] = SpikeFilter(options.spike_limit())
         self._shown_ms = 0.0
         self._written_cs = 0
 
@@ -177,19 +195,30 @@ class GifSink:
     def write(self, frame: Frame) -> None:
         info = self._opened()
         rgb, alpha = frame_planes(frame, "GIF output")
+        self._check_size(frame.index, rgb)
+        delay = self._delay_cs(frame, info)
+        for ready in self._spikes.push(rgb, alpha, delay):
+            self._encode(*ready)
+
+    def _check_size(self, index: int, rgb: np.ndarray) -> None:
         height, width = rgb.shape[:2]
+        if self._size is None:
+            if width > _MAX_SIDE or height > _MAX_SIDE:
+                raise OutputError(f"frame {index} is {width}x{height}; a GIF side is at most {_MAX_SIDE} pixels")
+            self._size = (width, height)
+        elif (width, height) != self._size:
+            raise OutputError(
+                f"frame {index} is {width}x{height} but {self.name} is {self._size[0]}x{self._size[1]};"
+                " every frame of a GIF has the first frame's size"
+            )
+
+    def _encode(self, rgb: np.ndarray, alpha: np.ndarray | None, delay: int) -> None:
+        info = self._opened()
         planner = self._planner
         first = planner is None
         if planner is None:
-            if width > _MAX_SIDE or height > _MAX_SIDE:
-                raise OutputError(f"frame {frame.index} is {width}x{height}; a GIF side is at most {_MAX_SIDE} pixels")
+            height, width = rgb.shape[:2]
             planner = FramePlanner(width, height, self._options.planner_settings(), with_alpha=info.has_alpha)
-        elif (width, height) != (planner.width, planner.height):
-            raise OutputError(
-                f"frame {frame.index} is {width}x{height} but {self.name} is {planner.width}x{planner.height};"
-                " every frame of a GIF has the first frame's size"
-            )
-        delay = self._delay_cs(frame, info)
         planned = planner.plan(rgb, alpha)
         chunks: list[bytes] = []
         if first:
@@ -250,6 +279,8 @@ class GifSink:
     def finish(self) -> None:
         if self._out is None:
             return  # already finished or aborted: the trailer is written once
+        for ready in self._spikes.drain():
+            self._encode(*ready)
         if self._planner is None:
             raise OutputError(f"no frames to write to {self.name}; a GIF needs at least one frame")
         self._emit([blocks.TRAILER])
