@@ -56,7 +56,7 @@ TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 MAX_SIDE = 320
 MAX_FRAMES = 120
 PSNR_CAP = 100.0
-DEFAULT_SETTINGS = ("quality=95", "quality=80", "dither=ordered", "palette=global")
+DEFAULT_SETTINGS = ("quality=95", "quality=80", "dither=ordered", "palette=global", "despike=0")
 
 
 @dataclass(frozen=True)
@@ -184,12 +184,21 @@ def timed_side_by_side(runs: Sequence[Callable[[], None]], repeat: int) -> list[
 
 
 def parse_setting(text: str) -> tuple[str, GifOptions]:
-    """``quality=85,dither=ordered`` as GifOptions (integers where they parse)."""
+    """``quality=85,dither=ordered,despike=4.5`` as GifOptions (numbers where they parse)."""
     values: dict[str, object] = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        values[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+        values[key.strip()] = parse_value(value.strip())
     return text, GifOptions(**values)  # type: ignore[arg-type]
+
+
+def parse_value(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def run_clip(clip: Clip, args: argparse.Namespace, settings: list[tuple[str, GifOptions]]) -> list[Result]:

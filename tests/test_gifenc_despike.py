@@ -113,3 +113,25 @@ def test_the_gif_shows_no_one_frame_shimmer_but_every_real_change() -> None:
     planner = FramePlanner(16, 16, GifOptions().planner_settings())
     first, second = planner.plan(scene, None), planner.plan(shimmer, None)
     assert first.transparent is None and np.count_nonzero(second.indices != second.transparent) == 16
+
+
+@pytest.mark.parametrize("despike", [-1, 256, True, "6", float("nan")])
+def test_despike_setting_is_validated(despike: object) -> None:
+    from gifstream.engine import ConfigError
+
+    with pytest.raises(ConfigError, match="despike must be None or a number of levels from 0 to 255"):
+        GifOptions(despike=despike)  # type: ignore[arg-type]
+
+
+def test_despike_follows_quality_unless_set() -> None:
+    assert GifOptions().spike_limit() == pytest.approx(2 * 10 / 3)
+    assert GifOptions(quality=100).spike_limit() == 0
+    assert GifOptions(despike=0).spike_limit() == 0 and GifOptions(quality=100, despike=4).spike_limit() == 4
+
+
+def test_despike_zero_writes_each_frame_as_it_arrives() -> None:
+    out = io.BytesIO()
+    sink = GifSink(out, GifOptions(despike=0))
+    sink.open(StreamInfo(width=6, height=4, format="test"))
+    sink.write(Frame(0, still((1, 2, 3)), duration_ms=40))
+    assert len(read_gif(io.BytesIO(out.getvalue() + b";"))[0]) == 1

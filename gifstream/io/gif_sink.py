@@ -50,11 +50,15 @@ class GifOptions:
     The tolerance covers change in motion only: the frame a pixel's input
     comes to rest, it is rewritten if the palette shows it three times
     closer (RMS) than the screen does, so nothing lingers within the
-    tolerance on still content. Below 100, a pixel that leaves the range its
-    neighbouring frames span for one frame by at most twice the base
-    tolerance (a codec's ringing, a shade that jumps and comes back) is
-    clamped into that range first; for that each frame is written once the
-    next one arrives (at 100, as it arrives).
+    tolerance on still content.
+
+    ``despike``: a pixel that leaves the range its neighbouring frames span,
+    for one frame, by at most this many levels on every channel (a codec's
+    ringing, a shade that jumps and comes back) is clamped into that range
+    before it is quantised; for that each frame is written once the next one
+    arrives. None (the default) takes twice the base tolerance (6.7 levels
+    at quality 90, none at 100); 0 turns it off, and frames are written as
+    they arrive.
 
     ``colors``: entries of each colour table, the transparent one included.
 
@@ -78,6 +82,7 @@ class GifOptions:
     palette: str = "adaptive"
     loop: Loop = "keep"
     quality: int = DEFAULT_QUALITY
+    despike: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.colors, bool) or not isinstance(self.colors, int) or not 2 <= self.colors <= 256:
@@ -88,11 +93,17 @@ class GifOptions:
             raise ConfigError(f"--gif-palette must be 'adaptive' or 'global'; got {self.palette!r}")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
             raise ConfigError(f"--gif-quality must be an integer from 1 to 100; got {self.quality!r}")
+        if self.despike is not None and (
+            isinstance(self.despike, bool) or not isinstance(self.despike, int | float) or not 0 <= self.despike <= 255
+        ):
+            raise ConfigError(f"GIF despike must be None or a number of levels from 0 to 255; got {self.despike!r}")
         if not _is_loop_setting(self.loop):
             raise ConfigError(f"GIF loop must be 'keep', None or a count from 0 (forever) to 65535; got {self.loop!r}")
 
     def spike_limit(self) -> float:
-        """Largest one-frame spike (levels) taken out before quantising: twice the base tolerance, 0 at quality 100."""
+        """Largest one-frame spike (levels) taken out before quantising (0: none, and no lookahead)."""
+        if self.despike is not None:
+            return float(self.despike)
         return _SPIKE_MULTIPLE * tolerances_for(self.quality)[0]
 
     def planner_settings(self) -> PlannerSettings:
@@ -112,12 +123,11 @@ def tolerances_for(quality: int) -> tuple[float, float]:
     The base is ``(100 - quality) / 3`` levels. On top of it a pixel may be
     off by 1.2 times the stream's measured noise (a fraction of that above
     quality 90), since re-sending noise only adds bytes and flicker. At 100
-    both are 0. The numbers come from bench/gif_quality.py: at quality 90
+    both are 0. The numbers come from bench/gif_quality.py: at quality 90,
+    with one-frame spikes taken out first (:meth:`GifOptions.spike_limit`),
     they keep gifski q90's PSNR on every real clip there while writing less
-    and flickering less, but for a small red ball over still black
-    (moviepy_transparent: calmer than its source, but 0.003 levels less so
-    than gifski q90, whose denoiser looks five frames ahead; a sink that
-    writes each frame as it arrives cannot).
+    and flickering no more. The noise is measured on the despiked frames,
+    the ones encoded.
     """
     slack = 100 - quality
     return slack / 3, _NOISE_MULTIPLE * min(1.0, slack / 10)
