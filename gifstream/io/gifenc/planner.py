@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -167,9 +168,9 @@ class _FrameTable:
         return palette_indices if self.renumber is None else self.renumber.take(palette_indices)
 
 
-def _median_of_small(values: np.ndarray) -> float:
-    """The median of small non-negative integers (as numpy's median has it), from their counts: no sort."""
-    cumulative = np.cumsum(np.bincount(values.reshape(-1)))
+def _median_of_counts(counts: np.ndarray) -> float:
+    """The median (as numpy's median has it) of small non-negative integers given by their counts: no sort."""
+    cumulative = np.cumsum(counts)
     size = int(cumulative[-1])
     lower = int(np.searchsorted(cumulative, (size - 1) // 2, side="right"))
     upper = int(np.searchsorted(cumulative, size // 2, side="right"))
@@ -245,11 +246,15 @@ class FramePlanner:
         running average smooths the estimate over frames.
         """
         probe = self._noise_probe
-        change = channel_differences(keys.take(probe), previous.take(probe))[:, :3]
-        still = change.max(axis=1) <= _STILL_LEVELS
-        if np.count_nonzero(still) < _STILL_SHARE * len(still):
+        # (N, 4) RGBX differences; X is 0 in every key, so it never decides "still" and is taken out below.
+        change = channel_differences(keys.take(probe), previous.take(probe))
+        still = cv2.reduce(change, 1, cv2.REDUCE_MAX).reshape(-1) <= _STILL_LEVELS
+        still_count = np.count_nonzero(still)
+        if still_count < _STILL_SHARE * len(still):
             return
-        measured = _median_of_small(change[still])
+        counts = np.bincount(np.compress(still, change, axis=0).reshape(-1), minlength=_STILL_LEVELS + 1)
+        counts[0] -= still_count
+        measured = _median_of_counts(counts)
         self._noise = measured if self._noise is None else self._noise + _NOISE_SMOOTHING * (measured - self._noise)
 
     # ------------------------------------------------------------------ opaque streams
