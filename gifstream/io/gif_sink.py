@@ -158,7 +158,7 @@ class GifSink:
     A path is written through a temporary file beside it, renamed into place
     by :meth:`finish`; a binary stream (stdout) is written directly and
     flushed after every frame (each frame goes out when the next arrives,
-    or at once at ``quality=100``). The logical screen is the first frame's size.
+    or at once with ``quality=100`` or ``despike=0``). The logical screen is the first frame's size.
     """
 
     def __init__(
