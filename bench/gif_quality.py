@@ -264,7 +264,7 @@ def targets(rows: list[tuple[Clip, list[Result]]]) -> str:
         flicker = ours.added_flicker - theirs.added_flicker
         met = gain >= 0 and size <= 1 and speed >= 3 and flicker <= 0
         lines.append(
-            f"| {clip.name} | {gain:+.2f} | {size:.2f}x | {speed:.1f}x | {flicker:+.3f} | {'yes' if met else 'NO'} |"
+            f"| {clip.name} | {gain:+.2f} | {size:.2f}x | {speed:.1f}x | {flicker:+.4f} | {'yes' if met else 'NO'} |"
         )
     return "\n".join(lines)
 
