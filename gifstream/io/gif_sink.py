@@ -12,6 +12,7 @@ it still fits the pixels being written.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -150,6 +151,26 @@ def centiseconds_due(shown_ms: float, written_cs: int) -> int:
     (33.3 ms video frames become 3, 4, 3 cs) and multiples of 10 ms stay exact.
     """
     return math.floor(shown_ms / 10 + 0.5) - written_cs
+
+
+def compile_encoder() -> None:
+    """Have the encoder's compiled loops ready: numba compiles them on first use (seconds) and caches them.
+
+    Encodes a few small frames to memory. The set-up script calls this so
+    the first real GIF does not wait for the compiler; a service may call it
+    at start-up.
+    """
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 16, 24, 3), dtype=np.uint8)
+    frames[2] = frames[1]  # a still frame, and pixels that come to rest
+    alpha = np.full((16, 24), 255, np.uint8)
+    alpha[:4] = 0
+    for see_through in (None, alpha):  # opaque streams, and streams written as whole frames
+        sink = GifSink(io.BytesIO())
+        sink.open(StreamInfo(width=24, height=16, format="gif", fps=10.0, has_alpha=see_through is not None))
+        for index, pixels in enumerate(frames):
+            sink.write(Frame(index, pixels, duration_ms=100.0, alpha=see_through))
+        sink.finish()
 
 
 class GifSink:

@@ -11,10 +11,14 @@ distances, the measure PSNR scores a GIF by.
 
 from __future__ import annotations
 
+import mmap
+
 import cv2
 import numpy as np
 from PIL import Image
 from scipy.spatial import cKDTree
+
+from . import kernels
 
 KEY = np.dtype("<i4")
 
@@ -39,8 +43,8 @@ _LOOKUP_CELLS = 1 << (3 * _LOOKUP_BITS)
 # A refined palette moves its entries a little, so the cells' shortlists stay
 # good for a while; they are recomputed after this many refinements.
 _SHORTLIST_REFRESH = 4
-# New colours are resolved in pieces of at most this many (see NearestColour._resolve).
-_RESOLVE_CHUNK = 1 << 16
+# Keys written to a colour table are gathered into one array beyond this many pieces.
+_WRITTEN_PIECES = 64
 # Clearing a recycled colour table key by key stops paying off beyond this many keys.
 _CLEAR_ALL_ABOVE = 1 << 20
 
@@ -87,12 +91,7 @@ def channel_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def key_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel squared RGB distance between two arrays of colour keys, as int32."""
-    if len(a) == 0:
-        return np.zeros(0, np.int32)
-    # OpenCV's absolute difference of the bytes saves numpy a widening pass (a third faster).
-    diff = channel_differences(a, b).astype(np.int32)
-    diff *= diff
-    return diff[:, 0] + diff[:, 1] + diff[:, 2]
+    return kernels.key_error(a, b)
 
 
 def sample_stride(count: int, limit: int = _PALETTE_SAMPLE) -> int:
@@ -153,17 +152,9 @@ def _occupied_count(cells: np.ndarray, count: int) -> int:
 
 def _histogram(keys: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The occupied cells of a 6-bit colour histogram: each cell's (weighted) mean colour and total weight."""
-    occupied, inverse = _occupied_cells(_cells(keys, _HISTOGRAM_BITS), 1 << (3 * _HISTOGRAM_BITS))
-    channels = key_channels(keys)
     if weights is None:
-        mass: np.ndarray = np.bincount(inverse, minlength=occupied.size).astype(np.float64)
-        sums = [np.bincount(inverse, weights=channels[:, c], minlength=occupied.size) for c in range(3)]
-    else:
-        mass = np.bincount(inverse, weights=weights, minlength=occupied.size)
-        sums = [np.bincount(inverse, weights=weights * channels[:, c], minlength=occupied.size) for c in range(3)]
-    nonzero = mass > 0
-    means = np.stack(sums, axis=1)[nonzero] / mass[nonzero, None]
-    return means, mass[nonzero]
+        return kernels.histogram(keys, np.empty(0), False, _HISTOGRAM_BITS)
+    return kernels.histogram(keys, np.ascontiguousarray(weights, np.float64), True, _HISTOGRAM_BITS)
 
 
 def _octree_palette(keys: np.ndarray, colors: int) -> np.ndarray:
@@ -175,18 +166,8 @@ def _octree_palette(keys: np.ndarray, colors: int) -> np.ndarray:
 
 
 def _nearest_entries(keys: np.ndarray, entry_keys: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each colour key, the nearest of its (k, N) candidate entries (keys ``entry_keys``), and the squared distance.
-
-    One gather of packed entries a candidate, not one a channel: a third
-    faster than working on channel planes.
-    """
-    best = candidates[0].copy()
-    best_distance = key_error(keys, entry_keys.take(best))
-    for row in candidates[1:]:
-        distance = key_error(keys, entry_keys.take(row))
-        np.copyto(best, row, where=distance < best_distance)
-        np.minimum(best_distance, distance, out=best_distance)
-    return best, best_distance
+    """Each colour key's nearest of its (k, N) candidate entries (keys ``entry_keys``), and the squared distance."""
+    return kernels.nearest_entries(keys, entry_keys, candidates)
 
 
 def _lloyd(points: np.ndarray, weights: np.ndarray, centres: np.ndarray, candidates: np.ndarray, rounds: int) -> None:
@@ -197,15 +178,10 @@ def _lloyd(points: np.ndarray, weights: np.ndarray, centres: np.ndarray, candida
     """
     # Points and centres are compared as the colours they round to: it changes no choice that matters.
     point_keys = colour_keys(_to_colours(points))
-    weighted = [weights * points[:, channel] for channel in range(3)]
     for _ in range(rounds):
-        nearest, distance = _nearest_entries(point_keys, colour_keys(_to_colours(centres)), candidates)
-        mass = np.bincount(nearest, weights=weights, minlength=len(centres))
-        used = mass > 0
-        for channel in range(3):
-            total = np.bincount(nearest, weights=weighted[channel], minlength=len(centres))
-            centres[used, channel] = total[used] / mass[used]
-        unused = np.flatnonzero(~used)
+        centre_keys = colour_keys(_to_colours(centres))
+        distance, mass = kernels.lloyd_round(point_keys, points, weights, centres, centre_keys, candidates)
+        unused = np.flatnonzero(~(mass > 0))
         if unused.size:
             worst = np.argsort(weights * distance)[::-1][: unused.size]
             centres[unused[: worst.size]] = points[worst]
@@ -375,7 +351,7 @@ class NearestColour:
         self._shortlist = min(_SHORTLIST, len(palette))
         self._refinements = 0
         if recycle is None:
-            self._table = np.zeros(1 << 24, np.uint8)  # palette index + 1; 0 = not resolved yet
+            self._table = _zeroed_on_demand(1 << 24)  # palette index + 1; 0 = not resolved yet
             self._cell_known = np.zeros(_LOOKUP_CELLS, bool)
             self._cell_candidates = np.zeros((_SHORTLIST, _LOOKUP_CELLS), np.uint8)
         else:
@@ -394,27 +370,28 @@ class NearestColour:
 
     def indices_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """The (N,) uint8 palette index nearest to the colour of each key."""
-        found = self._table.take(keys)
-        missing = np.flatnonzero(found == 0)
-        if missing.size:
-            # Repeated colours are resolved more than once: cheaper than finding the distinct ones.
-            unknown = keys.take(missing)
-            resolved = self._resolve(unknown)
-            resolved += 1
-            self._remember(unknown, resolved)
-            found[missing] = resolved
+        found, deferred, fresh_cells, written = kernels.lookup(
+            self._table, keys, self._cell_known, self._cell_candidates, self._shortlist, self.keys, _LOOKUP_BITS
+        )
+        self._note_written(written)
+        if deferred.size:
+            # Colours in cells met for the first time wait for those cells' shortlists.
+            self._learn_cells(fresh_cells)
+            self._note_written(
+                kernels.resolve_missing(
+                    self._table, keys, found, deferred, self._cell_candidates, self._shortlist, self.keys, _LOOKUP_BITS
+                )
+            )
         found -= 1
         return found
 
-    def _resolve(self, keys: np.ndarray) -> np.ndarray:
-        """The nearest entry of each key's cell shortlist, as uint8."""
-        if len(keys) > _RESOLVE_CHUNK:
-            # In pieces: temporaries of a MiB or two are reused from the heap instead of being mapped
-            # afresh and page-faulted each time (a whole first 960x540 frame: 11,500 faults -> 7,000).
-            return np.concatenate([self._resolve(keys[start : start + _RESOLVE_CHUNK])
-                                   for start in range(0, len(keys), _RESOLVE_CHUNK)])  # fmt: skip
-        best, _ = _nearest_entries(keys, self.keys, self._shortlists_of_cells(_cells(keys, _LOOKUP_BITS)))
-        return best
+    def _learn_cells(self, cells: np.ndarray) -> None:
+        """Find the shortlists of ``cells`` (distinct, not known yet)."""
+        if cells.size:
+            shortlist = self._shortlist
+            _, nearest = self._tree.query(_cell_centres(cells, _LOOKUP_BITS), k=shortlist)
+            self._cell_candidates[:shortlist, cells] = nearest.reshape(cells.size, shortlist).T
+            self._cell_known[cells] = True
 
     def shortlists(self, keys: np.ndarray) -> np.ndarray:
         """(k, N): for each colour key, the palette entries nearest the centre of its cell."""
@@ -422,17 +399,19 @@ class NearestColour:
 
     def _shortlists_of_cells(self, cells: np.ndarray) -> np.ndarray:
         fresh = cells[~self._cell_known.take(cells)]
-        unknown = _distinct(fresh, _LOOKUP_CELLS)
-        shortlist = self._shortlist
-        if unknown.size:
-            _, nearest = self._tree.query(_cell_centres(unknown, _LOOKUP_BITS), k=shortlist)
-            self._cell_candidates[:shortlist, unknown] = nearest.reshape(unknown.size, shortlist).T
-            self._cell_known[unknown] = True
-        return self._cell_candidates[:shortlist].take(cells, axis=1)
+        self._learn_cells(_distinct(fresh, _LOOKUP_CELLS))
+        return self._cell_candidates[: self._shortlist].take(cells, axis=1)
 
     def _remember(self, keys: np.ndarray, entries: np.ndarray) -> None:
         self._table[keys] = entries
-        self._written.append(keys)
+        self._note_written(keys)
+
+    def _note_written(self, keys: np.ndarray) -> None:
+        if keys.size:
+            self._written.append(keys)
+            if len(self._written) > _WRITTEN_PIECES:
+                # A palette kept for thousands of frames adds a few keys a frame: hold them as one array.
+                self._written = [np.concatenate(self._written)]
 
     def _handed_over(self, keep_shortlists: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This lookup's tables for a successor: the colour table cleared, the shortlists kept if asked."""
@@ -446,6 +425,16 @@ class NearestColour:
         if not keep_shortlists:
             self._cell_known.fill(False)
         return self._table, self._cell_known, self._cell_candidates
+
+
+def _zeroed_on_demand(size: int) -> np.ndarray:
+    """A zeroed uint8 array whose pages the system maps only when they are first touched.
+
+    An anonymous mapping: a colour table of which a clip touches a few pages
+    costs those pages, not a clearing of all 16 MiB (about 4,000 page faults,
+    16 ms here, when the allocator hands out fresh memory).
+    """
+    return np.frombuffer(mmap.mmap(-1, size), np.uint8)
 
 
 def mean_spacing(palette: np.ndarray) -> float:

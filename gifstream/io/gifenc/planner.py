@@ -46,14 +46,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from . import kernels
 from .palette import (
     NearestColour,
     bayer_matrix,
-    channel_differences,
     colour_keys,
     exact_palette_of_keys,
     image_keys,
@@ -245,15 +244,9 @@ class FramePlanner:
         cut, a pan) the frame says nothing about noise and is skipped. A
         running average smooths the estimate over frames.
         """
-        probe = self._noise_probe
-        # (N, 4) RGBX differences; X is 0 in every key, so it never decides "still" and is taken out below.
-        change = channel_differences(keys.take(probe), previous.take(probe))
-        still = cv2.reduce(change, 1, cv2.REDUCE_MAX).reshape(-1) <= _STILL_LEVELS
-        still_count = np.count_nonzero(still)
-        if still_count < _STILL_SHARE * len(still):
+        counts, still_count = kernels.still_change_counts(keys, previous, self._noise_probe, _STILL_LEVELS)
+        if still_count < _STILL_SHARE * len(self._noise_probe):
             return
-        counts = np.bincount(np.compress(still, change, axis=0).reshape(-1), minlength=_STILL_LEVELS + 1)
-        counts[0] -= still_count
         measured = _median_of_counts(counts)
         self._noise = measured if self._noise is None else self._noise + _NOISE_SMOOTHING * (measured - self._noise)
 
@@ -270,47 +263,26 @@ class FramePlanner:
 
     def _plan_changes(self, keys: np.ndarray, previous: np.ndarray, canvas: np.ndarray) -> PlannedFrame:
         tolerance = self.tolerance()
-        kept_error = key_error(keys, canvas)
-        # Only pixels the canvas shows worse than the tolerance can gain enough from a rewrite ...
-        candidates = np.flatnonzero(kept_error > tolerance)
-        # ... or those shown within it whose input has just come to rest.
-        resting = self._came_to_rest(keys, previous, kept_error, tolerance)
-        if candidates.size == 0 and resting.size == 0:
+        if self._was_still is None:
+            self._was_still = np.zeros(len(keys), bool)
+        # Only pixels the canvas shows worse than the tolerance can gain enough from a rewrite,
+        # or those shown within it whose input has just come to rest (see the module's docstring).
+        positions, pixels, kept, count = kernels.changed_pixels(keys, previous, canvas, self._was_still, tolerance)
+        if positions.size == 0:
             return self._nothing_changed(False)
-        positions = np.concatenate([candidates, resting])
-        pixels, kept = keys.take(positions), kept_error.take(positions)
-        count = candidates.size
         if count:
             # The worse a pixel is shown now, the more a new palette should care about it.
             weights = np.sqrt(kept[:count], dtype=np.float64)
             mapped, new_palette = self._map(pixels, positions, weights, (kept[:count], tolerance), judged=count)
         else:
             mapped, new_palette = self._lookup(pixels, positions), False
-        threshold = np.empty(len(positions))
-        np.add(mapped.error[:count], tolerance, out=threshold[:count])
-        np.multiply(mapped.error[count:], self.settings.settle_ratio, out=threshold[count:])
-        better = np.flatnonzero(kept > threshold)
+        better = kernels.improved(kept, mapped.error, count, tolerance, self.settings.settle_ratio)
         if better.size == 0:
             return self._nothing_changed(new_palette)
         written = positions.take(better)
         mapped = self._diffuse_if_asked(keys, written, mapped.subset(better))
         canvas[written] = mapped.colours
         return self._cropped(written, mapped.indices, new_palette)
-
-    def _came_to_rest(
-        self, keys: np.ndarray, previous: np.ndarray, kept_error: np.ndarray, tolerance: float
-    ) -> np.ndarray:
-        """Pixels whose input just stopped changing, shown within the tolerance but not exactly.
-
-        Only the frame a pixel comes to rest is looked at: a still pixel kept
-        once stays kept, so still content costs no look-ups frame after frame.
-        """
-        still = keys == previous
-        came_to_rest = np.flatnonzero(still if self._was_still is None else still & ~self._was_still)
-        self._was_still = still
-        # Pixels shown worse than the tolerance are candidates for a rewrite already.
-        kept = kept_error.take(came_to_rest)
-        return came_to_rest[(kept > 0) & (kept <= tolerance)]
 
     def _cropped(self, written: np.ndarray, indices: np.ndarray, new_palette: bool) -> PlannedFrame:
         """The written pixels in their bounding rectangle, every other pixel there transparent."""
