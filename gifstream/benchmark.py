@@ -710,12 +710,31 @@ async def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         sink = open_sink(Path(tmp) / "isolated.gif", format="gif", overwrite=True)
         sink.open(info)
-        for frame in frames:
-            with encode_times.frame():
-                sink.write(frame)
-        sink.finish()
+        encode_timed(sink, frames, encode_times)
     parts.append(encode_times.summary())
     return {"frames": len(frames), "parts": parts, "peak_rss_mb": peak_rss_mb()}
+
+
+def encode_timed(sink: Any, frames: list[Frame], times: PartTimes) -> None:
+    """Write ``frames`` to an opened ``sink`` and finish it, timing each frame's encoding.
+
+    A sink that holds frames back (the GIF sink's one frame of lookahead)
+    encodes frame i when frame i + held arrives, and the last ones at
+    finish: the writes are grouped so each measurement covers one frame's
+    encoding, the first one (with its warm-up) kept first.
+    """
+    held = min(getattr(sink, "frames_held", 0), max(len(frames) - 1, 0))
+    with times.frame():
+        for frame in frames[: held + 1]:
+            sink.write(frame)
+    for frame in frames[held + 1 :]:
+        with times.frame():
+            sink.write(frame)
+    with times.frame():
+        sink.finish()
+    if held == 0:
+        # Nothing was held back: finishing wrote only the trailer, which belongs to the last frame.
+        times.merge_last_two()
 
 
 @dataclass
@@ -740,6 +759,12 @@ class PartTimes:
         for series in (self.wall, self.cpu, self.page_faults):
             share = series.pop() / frames
             series.extend([share] * frames)
+
+    def merge_last_two(self) -> None:
+        """Count the last two measurements as one frame's."""
+        for series in (self.wall, self.cpu, self.page_faults):
+            last = series.pop()
+            series[-1] += last
 
     def summary(self) -> dict[str, Any]:
         """The first frame (warm-up) apart; the mean of the rest as the part's steady cost."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import itertools
 import json
 from pathlib import Path
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 
 from gifstream.benchmark import (
+    PartTimes,
     add_bench_parser,
+    encode_timed,
     pipeline_figures,
     plan_from_args,
     preset_options,
@@ -20,7 +24,8 @@ from gifstream.benchmark import (
     synthetic_frames,
     with_landmarks,
 )
-from gifstream.engine import ConfigError
+from gifstream.engine import ConfigError, Frame
+from gifstream.io.gif_sink import GifOptions, GifSink
 from gifstream.restore.detect import FaceDetection, detection_from_row
 
 
@@ -161,3 +166,51 @@ def test_bad_bench_arguments_are_config_errors(argv: tuple[str, ...], message: s
     args = bench_args("--no-baseline", *argv)
     with pytest.raises(ConfigError, match=message):
         args.handler(args)
+
+
+class _LoggedTimes(PartTimes):
+    """Part times that also log where each measurement starts and ends."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__("encode")
+        self.log = log
+
+    @contextlib.contextmanager
+    def frame(self):  # type: ignore[override]
+        self.log.append("(")
+        with super().frame():
+            yield
+        self.log.append(")")
+
+
+class _HoldingSink:
+    def __init__(self, held: int, log: list[str]) -> None:
+        self.frames_held, self.log = held, log
+
+    def write(self, frame: Frame) -> None:
+        self.log.append(f"w{frame.index}")
+
+    def finish(self) -> None:
+        self.log.append("end")
+
+
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [
+        (1, "( w0 w1 ) ( w2 ) ( w3 ) ( end )"),  # frame i is encoded when i + 1 arrives, the last at finish
+        (0, "( w0 ) ( w1 ) ( w2 ) ( w3 ) ( end )"),  # finish only writes the trailer: merged into the last frame
+    ],
+)
+def test_each_encode_measurement_covers_one_frames_encoding(held: int, expected: str) -> None:
+    log: list[str] = []
+    times = _LoggedTimes(log)
+    frames = [Frame(index, np.zeros((2, 2, 3), np.uint8)) for index in range(4)]
+    encode_timed(_HoldingSink(held, log), frames, times)
+    assert " ".join(log) == expected
+    assert len(times.wall) == len(times.cpu) == len(times.page_faults) == 4
+
+
+def test_the_gif_sink_says_whether_it_holds_a_frame_back() -> None:
+    assert GifSink(io.BytesIO()).frames_held == 1
+    assert GifSink(io.BytesIO(), GifOptions(despike=0)).frames_held == 0
+    assert GifSink(io.BytesIO(), GifOptions(quality=100)).frames_held == 0

@@ -209,6 +209,11 @@ class GifSink:
             return "standard output"
         return "output stream" if stream_name is None else f"output {stream_name}"
 
+    @property
+    def frames_held(self) -> int:
+        """How many frames a frame's bytes wait for: 1 with the spike filter's lookahead, else 0."""
+        return 1 if self._spikes.limit > 0 else 0
+
     def open(self, info: StreamInfo) -> None:
         if isinstance(self._target, str | os.PathLike):
             target = Path(self._target)
