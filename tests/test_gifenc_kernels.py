@@ -182,3 +182,22 @@ def test_a_recycled_lookup_forgets_every_colour_it_learnt() -> None:
     keys = keys_of(rng, 5000)
     fresh = NearestColour(second_palette)
     np.testing.assert_array_equal(second.indices_of_keys(keys), fresh.indices_of_keys(keys))
+
+
+def test_without_a_writable_cache_the_loops_compile_in_each_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_njit = kernels.numba.njit
+
+    def njit_without_cache(**options: object):
+        if options.get("cache"):
+            # What numba raises when neither the package's folder nor the user's cache can be written.
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(**options)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit_without_cache)
+
+    def add_one(values: np.ndarray) -> np.ndarray:
+        return values + 1
+
+    compiled = kernels._jit(add_one)
+    np.testing.assert_array_equal(compiled(np.arange(3)), [1, 2, 3])
+    assert compiled.py_func is add_one

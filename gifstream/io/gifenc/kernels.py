@@ -13,10 +13,22 @@ Colour keys are int32 ``R | G << 8 | B << 16`` (see :mod:`.palette`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True)
+
+def _jit(function: Callable[..., Any]) -> Any:
+    """``function`` compiled on first use, without the GIL, and cached on disk where numba can write."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        # No writable place for the cache (a read-only install and home): compile in each process instead.
+        return numba.njit(nogil=True)(function)
+
+
 # Colour keys index a 2**24-entry table; the mask keeps a key with a stray top byte inside it
 # (numba does not check bounds).
 _KEY_MASK = 0xFFFFFF
