@@ -7,6 +7,10 @@ array expression most easily part ways.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -185,7 +189,9 @@ def test_a_recycled_lookup_forgets_every_colour_it_learnt() -> None:
 
 
 def test_without_a_writable_cache_the_loops_compile_in_each_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_njit = kernels.numba.njit
+    import numba
+
+    real_njit = numba.njit
 
     def njit_without_cache(**options: object):
         if options.get("cache"):
@@ -193,7 +199,7 @@ def test_without_a_writable_cache_the_loops_compile_in_each_process(monkeypatch:
             raise RuntimeError("cannot cache function: no locator available")
         return real_njit(**options)
 
-    monkeypatch.setattr(kernels.numba, "njit", njit_without_cache)
+    monkeypatch.setattr(numba, "njit", njit_without_cache)
 
     def add_one(values: np.ndarray) -> np.ndarray:
         return values + 1
@@ -201,3 +207,19 @@ def test_without_a_writable_cache_the_loops_compile_in_each_process(monkeypatch:
     compiled = kernels._jit(add_one)
     np.testing.assert_array_equal(compiled(np.arange(3)), [1, 2, 3])
     assert compiled.py_func is add_one
+
+
+def test_reading_a_gif_does_not_load_the_compiler(tmp_path: Path) -> None:
+    """numba (and LLVM) come in with the first GIF written, not with the GIF reader."""
+    script = (
+        "import sys, io, numpy as np\n"
+        "import gifstream.io.gif\n"
+        "assert 'numba' not in sys.modules, 'imported with the reader'\n"
+        "from gifstream.io.gif_sink import GifSink\n"
+        "from gifstream.engine import Frame, StreamInfo\n"
+        "sink = GifSink(io.BytesIO()); sink.open(StreamInfo(width=4, height=2, format='gif'))\n"
+        "sink.write(Frame(0, np.zeros((2, 4, 3), np.uint8))); sink.finish()\n"
+        "assert 'numba' in sys.modules, 'the loops ran without numba'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -13,15 +13,47 @@ Colour keys are int32 ``R | G << 8 | B << 16`` (see :mod:`.palette`).
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
+
+# The loops of this module, compiled together on the first call of any: numba (and LLVM, 70 MB of
+# shared library) is imported only by a process that writes a GIF, not by one that reads one.
+_LOOPS: list[Callable[..., Any]] = []
+_COMPILE_LOCK = threading.Lock()
+_compiled = False
+
+
+def _loop(function: Callable[..., Any]) -> Any:
+    """Register ``function`` as a compiled loop; until the first call it stands as a stub that compiles them all."""
+    _LOOPS.append(function)
+
+    @functools.wraps(function)
+    def first_call(*args: Any) -> Any:
+        _compile_loops()
+        return globals()[function.__name__](*args)
+
+    return first_call
+
+
+def _compile_loops() -> None:
+    global _compiled
+    with _COMPILE_LOCK:
+        if not _compiled:
+            # Every loop becomes its numba dispatcher under its own name, so loops that call one
+            # another find dispatchers when numba compiles them (lazily, at their first call).
+            for function in _LOOPS:
+                globals()[function.__name__] = _jit(function)
+            _compiled = True
 
 
 def _jit(function: Callable[..., Any]) -> Any:
     """``function`` compiled on first use, without the GIL, and cached on disk where numba can write."""
+    import numba
+
     try:
         return numba.njit(cache=True, nogil=True)(function)
     except RuntimeError:
@@ -34,7 +66,7 @@ def _jit(function: Callable[..., Any]) -> Any:
 _KEY_MASK = 0xFFFFFF
 
 
-@_jit
+@_loop
 def _distance(a: int, b: int) -> int:
     red = (a & 255) - (b & 255)
     green = ((a >> 8) & 255) - ((b >> 8) & 255)
@@ -42,7 +74,7 @@ def _distance(a: int, b: int) -> int:
     return red * red + green * green + blue * blue
 
 
-@_jit
+@_loop
 def key_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel squared RGB distance between two equal-length arrays of colour keys, as int32."""
     out = np.empty(a.size, np.int32)
@@ -51,7 +83,7 @@ def key_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-@_jit
+@_loop
 def nearest_entries(keys: np.ndarray, entry_keys: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each key, the nearest of its (k, N) ``candidates`` (indices into ``entry_keys``) and the squared distance.
 
@@ -74,7 +106,7 @@ def nearest_entries(keys: np.ndarray, entry_keys: np.ndarray, candidates: np.nda
     return best, best_distance
 
 
-@_jit
+@_loop
 def lookup(
     table: np.ndarray,
     keys: np.ndarray,
@@ -120,7 +152,7 @@ def lookup(
     return found, deferred[:waiting], fresh_cells[:fresh], written[:learned]
 
 
-@_jit
+@_loop
 def _nearest_in_shortlist(
     key: int, cell_candidates: np.ndarray, cell: int, shortlist: int, entry_keys: np.ndarray
 ) -> int:
@@ -135,7 +167,7 @@ def _nearest_in_shortlist(
     return chosen
 
 
-@_jit
+@_loop
 def _cell(key: int, bits: int) -> int:
     shift, mask = 8 - bits, (1 << bits) - 1
     red = (key >> shift) & mask
@@ -144,7 +176,7 @@ def _cell(key: int, bits: int) -> int:
     return red | (green << bits) | (blue << (2 * bits))
 
 
-@_jit
+@_loop
 def resolve_missing(
     table: np.ndarray,
     keys: np.ndarray,
@@ -175,7 +207,7 @@ def resolve_missing(
     return written[:count]
 
 
-@_jit
+@_loop
 def lloyd_round(
     point_keys: np.ndarray,
     points: np.ndarray,
@@ -208,7 +240,7 @@ def lloyd_round(
     return distance, mass
 
 
-@_jit
+@_loop
 def histogram(keys: np.ndarray, weights: np.ndarray, weighted: bool, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The occupied cells (``bits`` a channel) of the keys' colours, in cell order: mean colour and total weight.
 
@@ -256,7 +288,7 @@ def histogram(keys: np.ndarray, weights: np.ndarray, weighted: bool, bits: int) 
     return means, masses
 
 
-@_jit
+@_loop
 def still_change_counts(
     keys: np.ndarray, previous: np.ndarray, probe: np.ndarray, levels: int
 ) -> tuple[np.ndarray, int]:
@@ -280,7 +312,7 @@ def still_change_counts(
     return counts, still
 
 
-@_jit
+@_loop
 def changed_pixels(
     keys: np.ndarray, previous: np.ndarray, canvas: np.ndarray, was_still: np.ndarray, tolerance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -320,7 +352,7 @@ def changed_pixels(
     return positions, pixels, kept, worse
 
 
-@_jit
+@_loop
 def improved(kept: np.ndarray, error: np.ndarray, worse: int, tolerance: float, settle_ratio: float) -> np.ndarray:
     """Where a rewrite pays: for the first ``worse`` pixels, the canvas error ``kept`` exceeds the new ``error`` plus
     ``tolerance``; for the rest (pixels come to rest), it exceeds ``settle_ratio`` times the new error."""
