@@ -84,11 +84,6 @@ def squared_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return diff[:, 0] + diff[:, 1] + diff[:, 2]
 
 
-def channel_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The (N, 4) uint8 absolute differences, channel by channel, between two arrays of colour keys."""
-    return cv2.absdiff(key_channels(a), key_channels(b))
-
-
 def key_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel squared RGB distance between two arrays of colour keys, as int32."""
     return kernels.key_error(a, b)
