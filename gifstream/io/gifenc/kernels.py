@@ -94,15 +94,9 @@ def nearest_entries(keys: np.ndarray, entry_keys: np.ndarray, candidates: np.nda
     best_distance = np.empty(count, np.int32)
     for i in range(count):
         key = keys[i]
-        chosen = candidates[0, i]
-        least = _distance(key, entry_keys[chosen])
-        for row in range(1, candidates.shape[0]):
-            entry = candidates[row, i]
-            distance = _distance(key, entry_keys[entry])
-            if distance < least:
-                chosen, least = entry, distance
+        chosen = _nearest_in_shortlist(key, candidates, i, candidates.shape[0], entry_keys)
         best[i] = chosen
-        best_distance[i] = least
+        best_distance[i] = _distance(key, entry_keys[chosen])
     return best, best_distance
 
 
@@ -156,7 +150,10 @@ def lookup(
 def _nearest_in_shortlist(
     key: int, cell_candidates: np.ndarray, cell: int, shortlist: int, entry_keys: np.ndarray
 ) -> int:
-    """The nearest to ``key`` of the first ``shortlist`` candidates of ``cell`` (the first of equals)."""
+    """The nearest to ``key`` of the first ``shortlist`` entries in column ``cell`` of ``cell_candidates``.
+
+    The first of equally near entries wins.
+    """
     chosen = cell_candidates[0, cell]
     least = _distance(key, entry_keys[chosen])
     for row in range(1, shortlist):

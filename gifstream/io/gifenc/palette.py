@@ -160,11 +160,6 @@ def _octree_palette(keys: np.ndarray, colors: int) -> np.ndarray:
     return flat[: 3 * colors].reshape(-1, 3)
 
 
-def _nearest_entries(keys: np.ndarray, entry_keys: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each colour key's nearest of its (k, N) candidate entries (keys ``entry_keys``), and the squared distance."""
-    return kernels.nearest_entries(keys, entry_keys, candidates)
-
-
 def _lloyd(points: np.ndarray, weights: np.ndarray, centres: np.ndarray, candidates: np.ndarray, rounds: int) -> None:
     """Weighted k-means rounds on ``centres`` (in place); an unused centre moves to the worst-served point.
 
