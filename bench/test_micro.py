@@ -217,8 +217,14 @@ def test_classic_restore_frame(benchmark, frames) -> None:
     assert restored.pixels.shape == (2 * SIZE[1], 2 * SIZE[0], 3) and restored.faces >= 1
 
 
-def test_gfpgan_paste_back_960x540(benchmark, frames) -> None:
-    """facexlib's paste-back of one restored face onto a 960x540 background, parser excluded (a stand-in)."""
+@pytest.mark.parametrize("way", ["facexlib_reference", "torch"])
+def test_gfpgan_paste_back_960x540(benchmark, frames, way: str) -> None:
+    """One restored face's paste-back onto a 960x540 background, ParseNet's forward excluded (a stand-in).
+
+    ``facexlib_reference``: FaceRestoreHelper.paste_faces_to_input_image,
+    as GFPGANer does it; ``torch``: gifstream.restore.paste, as the GFPGAN
+    restorer does it. Both from the parser's logits to the pasted frame.
+    """
     torch = pytest.importorskip("torch")
     from gifstream.restore.compat import model_libraries_missing
 
@@ -228,25 +234,36 @@ def test_gfpgan_paste_back_960x540(benchmark, frames) -> None:
 
     from gifstream.benchmark import TemplateLandmarks
     from gifstream.restore.gfpgan import align_faces, bgr
+    from gifstream.restore.paste import paste_faces, soft_face_mask
 
-    def skin_everywhere(images: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits = torch.zeros(images.shape[0], 19, images.shape[2], images.shape[3])
-        logits[:, 1] = 1
-        return logits, None
+    # Skin in an ellipse, background around: a face-like mask, as ParseNet's channels-last output.
+    yy, xx = np.mgrid[:512, :512]
+    classes = torch.from_numpy((((xx - 256) / 170) ** 2 + ((yy - 280) / 220) ** 2 < 1).astype(np.int64))
+    logits = torch.nn.functional.one_hot(classes, 19).permute(2, 0, 1)[None].float()
+    logits = logits.contiguous(memory_format=torch.channels_last)
 
     [faces] = TemplateLandmarks()([frames[1]])
-    marks = [face.landmarks for face in faces]
     background = cv2.resize(bgr(frames[1]), (2 * SIZE[0], 2 * SIZE[1]), interpolation=cv2.INTER_LANCZOS4)
+    helper = align_faces(bgr(frames[1]), [face.landmarks for face in faces], 2)
+    helper.face_parse, helper.device = lambda images: (logits, None), "cpu"
+    for crop in helper.cropped_faces:
+        helper.add_restored_face(255 - crop)
+    helper.get_inverse_affine(None)
+    affines = [matrix.copy() for matrix in helper.inverse_affine_matrices]
 
-    def paste() -> np.ndarray:
-        helper = align_faces(bgr(frames[1]), marks, 2, skin_everywhere, "cpu")
-        for crop in helper.cropped_faces:
-            helper.add_restored_face(255 - crop)
-        helper.get_inverse_affine(None)
+    def facexlib_paste() -> np.ndarray:
+        helper.inverse_affine_matrices = [matrix.copy() for matrix in affines]  # it shifts them in place
         return helper.paste_faces_to_input_image(upsample_img=background)
 
-    pasted = benchmark(paste)
+    def torch_paste() -> np.ndarray:
+        masks = [soft_face_mask(logits) for _ in helper.restored_faces]
+        return paste_faces(background, helper.restored_faces, masks, affines, 2)
+
+    with torch.inference_mode():
+        pasted = benchmark(facexlib_paste if way == "facexlib_reference" else torch_paste)
+        other = (torch_paste if way == "facexlib_reference" else facexlib_paste)()
     assert pasted.shape == background.shape and not np.array_equal(pasted, background)
+    assert np.abs(pasted.astype(int) - other).max() <= 2
 
 
 @pytest.mark.parametrize("copy", ["decoder_rgb_canvas", "decoder_rgba_canvas", "restorer_output"])

@@ -288,10 +288,10 @@ def test_batched_restorer_equals_gfpganer(random_checkpoints: dict[str, Path], t
     expected = cv2.cvtColor(expected_bgr, cv2.COLOR_BGR2RGB)
     assert restored.faces == 1
     assert restored.pixels.shape == expected.shape == (128, 128, 3)
-    # Same operations in the same order (a batch of one face, one frame), so the only room for a
-    # difference is float rounding in the libraries; in practice the images are identical.
-    diff = np.abs(restored.pixels.astype(int) - expected.astype(int))
-    assert diff.max() <= 2 and diff.mean() <= 0.5
+    # The same networks on the same crops; the paste-back is gifstream's own (sampled, not warpAffine'd), so a
+    # level differs here and there: about 1 value in 150 here, up and down alike.
+    diff = restored.pixels.astype(int) - expected.astype(int)
+    assert np.abs(diff).max() <= 2 and np.abs(diff).mean() <= 0.05 and abs(diff.mean()) <= 0.01
     # The pasted face really changed the picture: it is not the background alone.
     assert not np.array_equal(restored.pixels, cv2.resize(frame, (128, 128), interpolation=cv2.INTER_LANCZOS4))
     weights = restorer.describe()["weights"]

@@ -5,8 +5,9 @@ For each frame the result is what GFPGAN's own ``GFPGANer.enhance`` gives
 ``tile_pad=10``, ``pre_pad=0`` as the background upsampler), but the work is
 grouped: the aligned face crops of every frame in a batch go through GFPGAN
 together (in chunks of ``max_faces_per_batch``), and equal-size frames go
-through Real-ESRGAN together, tile by tile. facexlib's own alignment,
-inverse-affine and paste-back code is reused for each frame.
+through Real-ESRGAN together, tile by tile. facexlib's own alignment and
+inverse-affine code is reused for each frame; the paste-back is facexlib's,
+done in torch over each face's footprint (see :mod:`.paste`).
 
 GFPGANer draws fresh noise for the StyleGAN2 decoder on every call
 (``randomize_noise=True``); so does this restorer, to give the same images.
@@ -35,6 +36,7 @@ from ..engine import ConfigError, InputError
 from .base import PendingPaste, Restored, check_rgb, expand_repeats, repeats_previous
 from .compat import import_model_libraries
 from .detect import Detector, FaceDetection, RetinaFaceDetector
+from .paste import paste_faces, soft_face_mask
 from .precision import DEFAULT_PRECISION, bf16_networks, cpu_autocast, resolve_precision
 from .threads import CORE_SHARE, cap_intra_op_threads, default_intra_op_threads, start_beside
 from .tracking import tracked_detector
@@ -207,8 +209,7 @@ class GfpganRestorer:
             backgrounds_done = start_beside(lambda: self._on_cores(self._upsample_backgrounds, frames), None)
         with torch.inference_mode(), device_stream(self.stream):
             helpers = [
-                align_faces(bgr(frame), marks, self.upscale, self.networks.parser, self.device)
-                for frame, marks in zip(frames, landmarks, strict=True)
+                align_faces(bgr(frame), marks, self.upscale) for frame, marks in zip(frames, landmarks, strict=True)
             ]
             crops = [crop for helper in helpers for crop in helper.cropped_faces]
             restored = iter(self._on_cores(self._restore_faces, crops))
@@ -252,9 +253,27 @@ class GfpganRestorer:
         return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(len(pairs))]
 
     def _pasted_frames(self, pairs: list[tuple[Any, np.ndarray | None]]) -> list[Restored]:
-        # The paste-back's only network is ParseNet (facexlib calls it); autocast is per thread, so it is set here.
+        return [self._pasted_frame(helper, background) for helper, background in pairs]
+
+    def _pasted_frame(self, helper: Any, background: np.ndarray | None) -> Restored:
+        """A frame's restored faces, masked by ParseNet, blended into its background (as RGB)."""
+        faces = helper.restored_faces
+        # Autocast is per thread, so it is entered here, where ParseNet runs.
         with cpu_autocast("parser" in self.bf16_networks):
-            return [pasted_frame(helper, background) for helper, background in pairs]
+            masks = [soft_face_mask(self._parse(face)) for face in faces]
+        background = background_for(helper.input_img, background, self.upscale)
+        pasted = paste_faces(background, faces, masks, helper.inverse_affine_matrices, self.upscale)
+        return Restored(cv2.cvtColor(pasted, cv2.COLOR_BGR2RGB), len(faces))
+
+    def _parse(self, face_bgr: np.ndarray) -> Any:
+        """ParseNet's logits for a restored 512x512 BGR face, its input made as facexlib makes it."""
+        import torch
+        from basicsr.utils import img2tensor
+        from torchvision.transforms.functional import normalize
+
+        face = img2tensor(face_bgr.astype(np.float32) / 255.0, bgr2rgb=True, float32=True)
+        normalize(face, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+        return self.networks.parser(torch.unsqueeze(face, 0).to(self.device))[0]
 
     def restore_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [restored.pixels for restored in self.restore(frames)]
@@ -330,10 +349,14 @@ class GfpganRestorer:
         return batch
 
 
-def pasted_frame(helper: Any, background: np.ndarray | None) -> Restored:
-    """facexlib's paste-back of a frame's restored faces onto its background, as RGB."""
-    pasted = helper.paste_faces_to_input_image(upsample_img=background)
-    return Restored(cv2.cvtColor(pasted, cv2.COLOR_BGR2RGB), len(helper.cropped_faces))
+def background_for(image_bgr: np.ndarray, background: np.ndarray | None, upscale: float) -> np.ndarray:
+    """The background faces are pasted on: ``background`` at the output size, else the input upscaled by Lanczos."""
+    height, width = image_bgr.shape[:2]
+    size = (int(width * upscale), int(height * upscale))
+    source = image_bgr if background is None else background
+    if source.shape[1::-1] == size:
+        return source
+    return np.asarray(cv2.resize(source, size, interpolation=cv2.INTER_LANCZOS4))
 
 
 def device_stream(stream: Any) -> Any:
@@ -351,14 +374,14 @@ def face_helper_class() -> type:
 
     FaceRestoreHelper.__init__ loads (and may download) a detector and a
     parser for every instance; here detection comes from the restorer's
-    detector and one parser is shared, while alignment, inverse affine and
-    paste-back are facexlib's own methods. (Built on first use: facexlib is
-    imported lazily.)
+    detector and the paste-back is :mod:`.paste`'s, while alignment and
+    inverse affine are facexlib's own methods. (Built on first use: facexlib
+    is imported lazily.)
     """
     from facexlib.utils.face_restoration_helper import FaceRestoreHelper
 
     class FrameFaces(FaceRestoreHelper):  # type: ignore[misc]
-        def __init__(self, upscale: float, parser: Any, device: Any) -> None:
+        def __init__(self, upscale: float) -> None:
             # The state FaceRestoreHelper.__init__ sets for face_size=512, crop_ratio=(1, 1), use_parse=True.
             self.template_3points = False
             self.pad_blur = False
@@ -368,16 +391,14 @@ def face_helper_class() -> type:
             self.face_template = FFHQ_TEMPLATE_512.copy()
             self.save_ext = "png"
             self.use_parse = True
-            self.face_parse = parser
-            self.device = device
             self.clean_all()
 
     return FrameFaces
 
 
-def align_faces(image_bgr: np.ndarray, landmarks: list[np.ndarray], upscale: float, parser: Any, device: Any) -> Any:
+def align_faces(image_bgr: np.ndarray, landmarks: list[np.ndarray], upscale: float) -> Any:
     """A facexlib helper holding ``image_bgr`` and its faces aligned to 512x512 crops."""
-    helper = face_helper_class()(upscale, parser, device)
+    helper = face_helper_class()(upscale)
     helper.read_image(image_bgr)
     for marks in landmarks:
         helper.all_landmarks_5.append(marks)
