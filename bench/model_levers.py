@@ -50,7 +50,7 @@ from torch.overrides import TorchFunctionMode
 from gifstream.benchmark import TemplateLandmarks, synthetic_frames, write_random_weights
 from gifstream.restore.gfpgan import ChannelsLast, GfpganNetworks, GfpganRestorer
 from gifstream.restore.precision import BF16_NETWORKS, NETWORKS, has_native_bf16
-from gifstream.restore.threads import cap_intra_op_threads
+from gifstream.restore.threads import CORE_SHARE, cap_intra_op_threads
 from gifstream.weights import get_entry
 
 FRAME_SIZE = (256, 144)
@@ -79,8 +79,8 @@ class ContiguousInput:
     def __init__(self, net: Any) -> None:
         self.net = net
 
-    def __call__(self, images: Any) -> Any:
-        return self.net(images.contiguous())
+    def __call__(self, images: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.net(images.contiguous(), *args, **kwargs)
 
 
 class ConvolutionsChannelsLast(TorchFunctionMode):
@@ -108,12 +108,20 @@ class Variant:
     error: str | None = None
 
 
+def copied(net: Any) -> Any:
+    """A deep copy of ``net`` that still draws on the process's one core share (which is not copied)."""
+    return copy.deepcopy(net, memo={id(CORE_SHARE): CORE_SHARE})
+
+
 def contiguous_networks(networks: GfpganNetworks) -> GfpganNetworks:
-    """Copies of the background and parser in the default (contiguous) layout, fed contiguous input."""
-    background = copy.deepcopy(networks.background).to(memory_format=torch.contiguous_format)
-    parser = networks.parser.net if isinstance(networks.parser, ChannelsLast) else networks.parser
-    parser = copy.deepcopy(parser).to(memory_format=torch.contiguous_format)
-    return dataclasses.replace(networks, background=ContiguousInput(background), parser=parser)
+    """Copies of the three networks in the default (contiguous) layout, fed contiguous input."""
+    background = copied(networks.background).to(memory_format=torch.contiguous_format)
+    parser, face = (net.net if isinstance(net, ChannelsLast) else net for net in (networks.parser, networks.face))
+    parser = copied(parser).to(memory_format=torch.contiguous_format)
+    face = copied(face).to(memory_format=torch.contiguous_format)
+    return dataclasses.replace(
+        networks, background=ContiguousInput(background), parser=parser, face=ContiguousInput(face)
+    )
 
 
 def compiled_background(networks: GfpganNetworks, freezing: bool) -> GfpganNetworks:
