@@ -18,8 +18,8 @@ device:
 
 facexlib warps and blends the whole frame in float64 for every face: about
 100 ms a face at 960x540 on one CPU core, which on a GPU would cost more than
-the networks themselves. The results agree with facexlib's to within a level
-of 255 (its warp rounds coordinates to 1/32 pixel).
+the networks themselves. The results agree with facexlib's to a level of 255
+here and there (OpenCV's warp weighs with fixed-point numbers).
 """
 
 from __future__ import annotations
