@@ -332,8 +332,49 @@ def test_unreadable_or_foreign_weights_are_one_line_input_errors(tmp_path: Path)
         checkpoint_params(tmp_path / "broken.pth", "GFPGAN")
     torch.save({"params_ema": {"weight": torch.zeros(1)}}, tmp_path / "foreign.pth")
     with pytest.raises(InputError, match=r"foreign\.pth does not fit the ParseNet network: Error") as err:
-        gfpgan_module._loaded(nn.Linear(2, 2), tmp_path / "foreign.pth", "ParseNet", "cpu")
+        gfpgan_module._loaded(lambda: nn.Linear(2, 2), tmp_path / "foreign.pth", "ParseNet", "cpu")
     assert "\n" not in str(err.value)
+
+
+class WithScratchBuffer(nn.Module):
+    """A network with a buffer its checkpoint does not hold (non-persistent), as some architectures have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.norm = nn.BatchNorm2d(4)
+        self.register_buffer("offset", torch.full((1, 4, 1, 1), 0.5), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x)) + self.offset
+
+
+@pytest.mark.parametrize("legacy_format", [False, True])
+def test_networks_are_built_without_data_and_take_the_files_tensors(tmp_path: Path, legacy_format: bool) -> None:
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    original[1].running_mean.uniform_()
+    path = tmp_path / "net.pth"
+    # Stored in half precision: the loaded network is float32 all the same, as copying into it would make it.
+    half = {name: value.half() if value.is_floating_point() else value for name, value in original.state_dict().items()}
+    torch.save({"params_ema": half}, path, _use_new_zipfile_serialization=not legacy_format)
+
+    loaded = gfpgan_module._loaded(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), path, "test", "cpu")
+
+    assert not loaded.training
+    for name, value in loaded.state_dict().items():
+        assert not value.is_meta and value.dtype == original.state_dict()[name].dtype
+        assert torch.equal(value, original.state_dict()[name].half().to(value.dtype))
+
+
+def test_a_buffer_the_file_lacks_makes_the_network_the_plain_way(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    original = WithScratchBuffer().eval()
+    torch.save(original.state_dict(), tmp_path / "net.pth")
+    loaded = gfpgan_module._loaded(WithScratchBuffer, tmp_path / "net.pth", "test", "cpu")
+    assert not loaded.offset.is_meta
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(loaded(x), original(x))
 
 
 @pytest.mark.slow

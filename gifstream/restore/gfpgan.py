@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -478,19 +479,20 @@ def load_networks(
     from facexlib.parsing.parsenet import ParseNet
     from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
 
-    face = _loaded(GFPGANv1Clean(**GFPGAN_CLEAN_ARCH), gfpgan_path, "GFPGAN v1.3/v1.4 (clean)", device)
-    parser = _loaded(ParseNet(in_size=512, out_size=512, parsing_ch=19), parsing_path, "ParseNet", device)
+    face = _loaded(lambda: GFPGANv1Clean(**GFPGAN_CLEAN_ARCH), gfpgan_path, "GFPGAN v1.3/v1.4 (clean)", device)
+    parser = _loaded(lambda: ParseNet(in_size=512, out_size=512, parsing_ch=19), parsing_path, "ParseNet", device)
     retinaface = None
     if detection_path is not None:
         retinaface = _loaded(
-            RetinaFace(network_name="resnet50", half=False, device=device),
+            lambda: RetinaFace(network_name="resnet50", half=False, device=device),
             detection_path,
             "RetinaFace ResNet-50",
             device,
+            on_meta=False,  # its constructor moves it to ``device``, which a network without data cannot do
         )
     background = None
     if realesrgan_path is not None:
-        background = _loaded(RRDBNet(**REALESRGAN_X2PLUS_ARCH), realesrgan_path, "Real-ESRGAN x2plus", device)
+        background = _loaded(lambda: RRDBNet(**REALESRGAN_X2PLUS_ARCH), realesrgan_path, "Real-ESRGAN x2plus", device)
         if torch.device(device).type == "cuda":
             # Plain convolutions: half precision suits tensor cores. (On a CPU, bfloat16 is a choice of its own:
             # see .precision.)
@@ -538,21 +540,38 @@ class ChannelsLast:
         return self.net(images.contiguous(memory_format=torch.channels_last), *args, **kwargs)
 
 
-def _loaded(net: Any, path: Path, what: str, device: Any) -> Any:
+def _loaded(build: Callable[[], Any], path: Path, what: str, device: Any, *, on_meta: bool = True) -> Any:
+    """``build()``'s network holding the weights in ``path``, checked strictly against its architecture.
+
+    ``on_meta``: the network is built without data (no memory, and none of
+    the random initialisation that the weights replace: a second for GFPGAN)
+    and takes the checkpoint's tensors themselves, mapped from the file, so
+    start-up reads the file only as the network uses it.
+    """
+    import torch
+
+    params = checkpoint_params(path, what)
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        net = build()
     try:
-        net.load_state_dict(checkpoint_params(path, what), strict=True)
+        net.load_state_dict(params, strict=True, assign=on_meta)
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[0]
         raise InputError(f"weights file {path} does not fit the {what} network: {first_line}") from None
-    return net.eval().to(device)
+    without_data = [
+        name for name, tensor in itertools.chain(net.named_parameters(), net.named_buffers()) if tensor.is_meta
+    ]
+    if without_data:  # a tensor the checkpoint does not hold (a non-persistent buffer): build it the plain way
+        return _loaded(build, path, what, device, on_meta=False)
+    # float(): assigned tensors keep the file's dtype, where copying into the network's would have cast them.
+    return net.float().eval().to(device)
 
 
 def checkpoint_params(path: Path, what: str) -> dict[str, Any]:
     """The state dict in a checkpoint file: its ``params_ema`` (else ``params``), minus DataParallel prefixes."""
-    import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _mapped_or_read(path)
     except FileNotFoundError:
         raise InputError(f"weights file {path} for {what} does not exist") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
@@ -564,6 +583,18 @@ def checkpoint_params(path: Path, what: str) -> dict[str, Any]:
             state = state[key]
             break
     return {name.removeprefix("module."): value for name, value in state.items()}
+
+
+def _mapped_or_read(path: Path) -> Any:
+    """``torch.load`` of ``path``, its tensors mapped from the file where its format allows (not the legacy one)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap can only be used" not in str(err):
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def file_sha256(path: Path) -> str:
