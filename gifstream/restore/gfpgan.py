@@ -569,7 +569,6 @@ def _loaded(build: Callable[[], Any], path: Path, what: str, device: Any, *, on_
 
 def checkpoint_params(path: Path, what: str) -> dict[str, Any]:
     """The state dict in a checkpoint file: its ``params_ema`` (else ``params``), minus DataParallel prefixes."""
-
     try:
         state = _mapped_or_read(path)
     except FileNotFoundError:
