@@ -288,10 +288,10 @@ def test_batched_restorer_equals_gfpganer(random_checkpoints: dict[str, Path], t
     expected = cv2.cvtColor(expected_bgr, cv2.COLOR_BGR2RGB)
     assert restored.faces == 1
     assert restored.pixels.shape == expected.shape == (128, 128, 3)
-    # The same networks on the same crops; the paste-back is gifstream's own (sampled, not warpAffine'd), so a
-    # level differs here and there: about 1 value in 150 here, up and down alike.
+    # The same networks on the same crops; the paste-back is gifstream's own (sampled in float64, where
+    # warpAffine works in fixed point), so a value may differ by a level: 1 in 16,384 here.
     diff = restored.pixels.astype(int) - expected.astype(int)
-    assert np.abs(diff).max() <= 2 and np.abs(diff).mean() <= 0.05 and abs(diff.mean()) <= 0.01
+    assert np.abs(diff).max() <= 2 and np.count_nonzero(diff) <= 0.002 * diff.size
     # The pasted face really changed the picture: it is not the background alone.
     assert not np.array_equal(restored.pixels, cv2.resize(frame, (128, 128), interpolation=cv2.INTER_LANCZOS4))
     weights = restorer.describe()["weights"]

@@ -19,7 +19,7 @@ device:
 facexlib warps and blends the whole frame in float64 for every face: about
 100 ms a face at 960x540 on one CPU core, which on a GPU would cost more than
 the networks themselves. The results agree with facexlib's to a level of 255
-here and there (OpenCV's warp weighs with fixed-point numbers).
+here and there (OpenCV's warp works in fixed point, to 1/32 pixel).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ MASK_BLUR_SIGMA = 11
 MASK_BORDER = 10  # pixels of the 512x512 mask zeroed on every side, as facexlib does
 FACE_CHANNELS = 3
 ROUNDING_SLACK = 1e-9
-WARP_STEPS = 32  # sub-pixel positions per pixel in OpenCV's warps
 
 
 class PasteShapeError(ValueError):
@@ -177,11 +176,6 @@ def _union(boxes: Sequence[tuple[int, int, int, int] | None]) -> tuple[int, int,
     return min(tops), min(lefts), max(bottoms), max(rights)
 
 
-def _to_warp_grid(coordinates: Any) -> Any:
-    """Coordinates rounded to OpenCV's remap resolution (INTER_BITS = 5: 1/32 pixel)."""
-    return (coordinates * WARP_STEPS).round() / WARP_STEPS
-
-
 def _blend_face(
     canvas: Any,
     face: np.ndarray,
@@ -204,10 +198,8 @@ def _blend_face(
     ys = torch.arange(top, bottom, device=device, dtype=torch.float64)
     xs = torch.arange(left, right, device=device, dtype=torch.float64)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    # Rounded to 1/32 pixel as warpAffine's fixed-point coordinates are, so faces of fine detail (or noise)
-    # come out as facexlib's do, not a level apart in every other pixel.
-    face_x = _to_warp_grid(to_face[0, 0] * grid_x + to_face[0, 1] * grid_y + to_face[0, 2])
-    face_y = _to_warp_grid(to_face[1, 0] * grid_x + to_face[1, 1] * grid_y + to_face[1, 2])
+    face_x = to_face[0, 0] * grid_x + to_face[0, 1] * grid_y + to_face[0, 2]
+    face_y = to_face[1, 0] * grid_x + to_face[1, 1] * grid_y + to_face[1, 2]
     # grid_sample's align_corners=True puts -1 and 1 on the centres of the edge pixels, as OpenCV's coordinates do.
     grid = torch.stack([face_x * (2 / (size[1] - 1)) - 1, face_y * (2 / (size[0] - 1)) - 1], dim=-1)
     source = torch.cat([torch.from_numpy(face).to(device).double().permute(2, 0, 1), mask.double()[None]])
