@@ -121,9 +121,9 @@ def paste_faces(
     if not len(faces) == len(masks) == len(inverse_affines):
         raise PasteShapeError(f"{len(faces)} faces, {len(masks)} masks and {len(inverse_affines)} affine matrices")
     result = background.copy()
+    affines = [_with_offset(affine, upscale) for affine in inverse_affines]
     footprints = [
-        _footprint(affine, face.shape[:2], background.shape[:2], upscale)
-        for face, affine in zip(faces, inverse_affines, strict=True)
+        _footprint(affine, face.shape[:2], background.shape[:2]) for face, affine in zip(faces, affines, strict=True)
     ]
     union = _union(footprints)
     if union is None:  # every face falls outside the frame
@@ -132,9 +132,9 @@ def paste_faces(
     device = masks[0].device if masks else torch.device("cpu")
     # One float working area for all faces: like facexlib, later faces blend over the earlier ones unrounded.
     canvas = torch.from_numpy(result[top:bottom, left:right]).to(device).double()
-    for face, mask, affine, footprint in zip(faces, masks, inverse_affines, footprints, strict=True):
+    for face, mask, affine, footprint in zip(faces, masks, affines, footprints, strict=True):
         if footprint is not None:
-            _blend_face(canvas, face, mask, _with_offset(affine, upscale), footprint, (top, left))
+            _blend_face(canvas, face, mask, affine, footprint, (top, left))
     # Truncated to uint8, as facexlib's astype does; a blend that is a whole level but for float rounding
     # (1 - 1e-16 inside the face, where the mask is 1) keeps that level.
     result[top:bottom, left:right] = canvas.add_(ROUNDING_SLACK).to(torch.uint8).cpu().numpy()
@@ -152,13 +152,13 @@ def _with_offset(inverse_affine: np.ndarray, upscale: float) -> np.ndarray:
 
 
 def _footprint(
-    inverse_affine: np.ndarray, face_shape: tuple[int, ...], frame_shape: tuple[int, ...], upscale: float
+    inverse_affine: np.ndarray, face_shape: tuple[int, ...], frame_shape: tuple[int, ...]
 ) -> tuple[int, int, int, int] | None:
     """(top, left, bottom, right) of the frame pixels the face can touch, or None if it lies outside."""
     height, width = face_shape
     # Bilinear sampling reaches one pixel past the face's edge pixels.
     corners = np.array([[-1, -1, 1], [width, -1, 1], [-1, height, 1], [width, height, 1]], np.float64)
-    mapped = corners @ _with_offset(inverse_affine, upscale).T
+    mapped = corners @ inverse_affine.T
     left, top = np.floor(mapped.min(axis=0)).astype(int)
     right, bottom = np.ceil(mapped.max(axis=0)).astype(int) + 1
     top, left = max(top, 0), max(left, 0)
