@@ -129,7 +129,7 @@ def paste_faces(
     if union is None:  # every face falls outside the frame
         return result
     top, left, bottom, right = union
-    device = masks[0].device if masks else torch.device("cpu")
+    device = masks[0].device  # a face is in the frame, so there is a mask
     # One float working area for all faces: like facexlib, later faces blend over the earlier ones unrounded.
     canvas = torch.from_numpy(result[top:bottom, left:right]).to(device).double()
     for face, mask, affine, footprint in zip(faces, masks, affines, footprints, strict=True):
