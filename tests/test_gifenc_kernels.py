@@ -16,6 +16,7 @@ import pytest
 
 from gifstream.io.gifenc import kernels
 from gifstream.io.gifenc.palette import KEY, NearestColour, colour_keys, key_channels
+from gifstream.jit import jit
 
 
 def keys_of(rng: np.random.Generator, count: int, levels: int = 256) -> np.ndarray:
@@ -204,7 +205,7 @@ def test_without_a_writable_cache_the_loops_compile_in_each_process(monkeypatch:
     def add_one(values: np.ndarray) -> np.ndarray:
         return values + 1
 
-    compiled = kernels._jit(add_one)
+    compiled = jit(add_one)
     np.testing.assert_array_equal(compiled(np.arange(3)), [1, 2, 3])
     assert compiled.py_func is add_one
 

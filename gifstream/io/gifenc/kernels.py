@@ -13,52 +13,13 @@ Colour keys are int32 ``R | G << 8 | B << 16`` (see :mod:`.palette`).
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
-# The loops of this module, compiled together on the first call of any: numba (and LLVM, 70 MB of
-# shared library) is imported only by a process that writes a GIF, not by one that reads one.
-_LOOPS: list[Callable[..., Any]] = []
-_COMPILE_LOCK = threading.Lock()
-_compiled = False
+from ...jit import CompiledLoops
 
-
-def _loop(function: Callable[..., Any]) -> Any:
-    """Register ``function`` as a compiled loop; until the first call it stands as a stub that compiles them all."""
-    _LOOPS.append(function)
-
-    @functools.wraps(function)
-    def first_call(*args: Any) -> Any:
-        _compile_loops()
-        return globals()[function.__name__](*args)
-
-    return first_call
-
-
-def _compile_loops() -> None:
-    global _compiled
-    with _COMPILE_LOCK:
-        if not _compiled:
-            # Every loop becomes its numba dispatcher under its own name, so loops that call one
-            # another find dispatchers when numba compiles them (lazily, at their first call).
-            for function in _LOOPS:
-                globals()[function.__name__] = _jit(function)
-            _compiled = True
-
-
-def _jit(function: Callable[..., Any]) -> Any:
-    """``function`` compiled on first use, without the GIL, and cached on disk where numba can write."""
-    import numba
-
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        # No writable place for the cache (a read-only install and home): compile in each process instead.
-        return numba.njit(nogil=True)(function)
+# The loops of this module, compiled together on the first call of any: numba is imported only by a
+# process that writes a GIF, not by one that reads one.
+_loop = CompiledLoops(globals())
 
 
 # Colour keys index a 2**24-entry table; the mask keeps a key with a stray top byte inside it
