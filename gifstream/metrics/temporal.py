@@ -6,14 +6,15 @@ whether restoration added flicker that the input did not have.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..motion.flow import check_flow, check_pair, to_gray
-from ..motion.warp import FlowSampler, inconsistent_with, inside_frame, motion_boundaries, occlusion_mask
 from .quality import match_geometry
+from .warp_kernel import masked_warp_sums
 
 # TecoGAN's Farnebäck settings for tOF.
 FARNEBACK_PARAMS = {
@@ -27,60 +28,16 @@ FARNEBACK_PARAMS = {
 }
 
 
-def reliable_pixels(flow_fw: np.ndarray, flow_bw: np.ndarray | None) -> np.ndarray:
-    """(H, W) bool: pixels whose forward flow lands inside frame t+1 and, given ``flow_bw``, are not occluded."""
-    valid = inside_frame(flow_fw)
-    if flow_bw is not None:
-        valid &= ~occlusion_mask(flow_fw, flow_bw)
-    return valid
+def warp_errors(
+    frames_t: list[np.ndarray], frames_t1: list[np.ndarray], flow_fw: np.ndarray, flow_bw: np.ndarray | None
+) -> list[float]:
+    """E_warp of each pair (``frames_t[i]``, ``frames_t1[i]``), all warped by one flow and measured on one mask.
 
-
-def to_unit(frame: np.ndarray) -> np.ndarray:
-    """uint8 RGB as float32 in [0, 1]."""
-    return frame.astype(np.float32) / 255.0
-
-
-def masked_warp_error(frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.ndarray, valid: np.ndarray) -> float:
-    """Mean squared error (over ``valid`` pixels and channels) between frame t and frame t+1 warped back to t."""
-    if not valid.any():
-        return float("nan")
-    return masked_error(frame_t, FlowSampler(flow_fw).warp_planes(frame_t1) / 255, valid)
-
-
-def masked_error(frame_t: np.ndarray, predicted_t: np.ndarray, valid: np.ndarray) -> float:
-    """Mean over ``valid`` pixels of the channel-mean squared error between uint8 ``frame_t`` and a
-    channel-first [0, 1] float32 prediction of it (NaN when no pixel is valid)."""
-    if not valid.any():
-        return float("nan")
-    difference = np.moveaxis(frame_t, 2, 0).astype(np.float32, order="C") / 255
-    difference -= predicted_t
-    difference *= difference
-    per_pixel = difference.sum(axis=0)
-    # A masked sum, not per_pixel[valid]: that copy has a different size every frame, and thousands
-    # of those fragment the C heap over a long run. float64 keeps the sum as exact as mean()'s.
-    total = np.sum(per_pixel, where=valid, dtype=np.float64)
-    return float(total / (len(difference) * np.count_nonzero(valid)))
-
-
-def warped_frames_and_mask(
-    flow_fw: np.ndarray, flow_bw: np.ndarray | None, frames_t1: list[np.ndarray]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each uint8 frame t+1 warped back to t (channel-first float32 in [0, 1]) and the reliable pixels of t.
-
-    The frames are gathered together (the four neighbours and weights of
-    every sample depend on the forward flow only, so they are worked out
-    once), and the backward flow that the occlusion check reads at x + F(x)
-    uses the same samples.
+    Checked uint8 RGB frames of the flow's size. NaN for each when no pixel is reliable.
     """
-    sampler = FlowSampler(flow_fw)
-    warped = sampler.warp_planes(np.concatenate(frames_t1, axis=2))
-    warped /= 255
-    valid = inside_frame(flow_fw)
-    if flow_bw is not None:
-        backward_at_t = np.moveaxis(sampler.warp_planes(flow_bw), 0, 2)
-        forward = flow_fw.astype(np.float32, copy=False)
-        valid &= ~(inconsistent_with(forward, backward_at_t) | motion_boundaries(forward))
-    return [warped[3 * i : 3 * i + 3] for i in range(len(frames_t1))], valid
+    sums, count = masked_warp_sums(np.stack(frames_t), np.stack(frames_t1), flow_fw, flow_bw)
+    # The mean over reliable pixels and the three channels.
+    return [float(total / (3 * count)) if count else math.nan for total in sums]
 
 
 def check_frames_and_flows(
@@ -112,8 +69,8 @@ def warp_error(
     uncovered count and the error reads higher. NaN when no pixel is left.
     """
     frame_t, frame_t1 = check_frames_and_flows(frame_t, frame_t1, flow_fw, flow_bw)
-    [predicted], valid = warped_frames_and_mask(flow_fw, flow_bw, [frame_t1])
-    return masked_error(frame_t, predicted, valid)
+    [error] = warp_errors([frame_t], [frame_t1], flow_fw, flow_bw)
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +107,8 @@ def warp_error_pair(
     out_t, out_t1 = check_pair(out_t, out_t1, ("out_t", "out_t1"))
     out_t = match_geometry(in_t, out_t)
     out_t1 = match_geometry(in_t, out_t1)
-    (predicted_in, predicted_out), valid = warped_frames_and_mask(flow_fw, flow_bw, [in_t1, out_t1])
-    return WarpErrorPair(
-        input=masked_error(in_t, predicted_in, valid), output=masked_error(out_t, predicted_out, valid)
-    )
+    error_in, error_out = warp_errors([in_t, out_t], [in_t1, out_t1], flow_fw, flow_bw)
+    return WarpErrorPair(input=error_in, output=error_out)
 
 
 def farneback_flow(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:

@@ -208,6 +208,10 @@ class MetricsStage(BlockingStage):
             if ctx.device == "cpu" and self._lpips is not None:
                 self._cores = share_the_cpu(self._lpips.model)
         self._columns = self._active_columns(wanted)
+        if "e_warp" in self._columns:
+            from ..metrics.warp_kernel import prepare
+
+            prepare()
         self.summaries = {column: RunningSummary() for column in self._columns}
         if self.config.csv:
             self._csv_file = Path(self.config.csv).open("w", newline="")  # noqa: SIM115 - closed in close_sync

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import BlockingStage, ConfigError, Frame
+from ..engine import BlockingStage, ConfigError, Frame, RunContext
 from ..metrics import warp_error_pair
 from ..stabilize.blend import StabilizeConfig, stabilize_frame
 from .analysis import RunningSummary, input_pixels
@@ -42,6 +42,11 @@ class StabilizeStage(BlockingStage):
         self.e_warp_before = RunningSummary()
         self.e_warp_after = RunningSummary()
         self._last_restored: Any = None
+
+    def setup_sync(self, ctx: RunContext) -> None:
+        from ..metrics.warp_kernel import prepare
+
+        prepare()  # the E_warp loop, compiled or loaded now rather than on the second frame
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
         for frame in batch:

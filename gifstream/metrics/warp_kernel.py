@@ -1,0 +1,163 @@
+"""E_warp in one compiled pass: warp, occlusion mask and masked error per pixel.
+
+The numpy form (:class:`~gifstream.motion.warp.FlowSampler`,
+:func:`~gifstream.motion.warp.occlusion_mask`, then a masked mean) makes
+about forty frame-sized temporaries and gathers every channel four times;
+at GIF sizes that is most of the metrics stage's time. This loop does the
+same float32 arithmetic in the same order for each pixel, so the mask is
+identical and the sums agree to float64 rounding. It is compiled by numba
+on first use and cached (see :mod:`gifstream.jit`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..jit import CompiledLoops
+from ..motion.warp import BOUNDARY_ABSOLUTE, BOUNDARY_RELATIVE, FB_ABSOLUTE, FB_RELATIVE
+
+_loop = CompiledLoops(globals())
+
+# The thresholds as numpy applies them to float32 arrays: python scalars take the array's dtype.
+_THRESHOLDS = np.array([FB_RELATIVE, FB_ABSOLUTE, BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE], np.float32)
+
+
+def masked_warp_sums(
+    frames_t: np.ndarray, frames_t1: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None
+) -> tuple[np.ndarray, int]:
+    """Per image, the sum over reliable pixels of the channel-summed squared warp error, and their count.
+
+    ``frames_t`` and ``frames_t1`` are (K, H, W, 3) uint8 stacks of K RGB
+    images, each frame t+1 warped back to t with
+    ``flow_fw`` = F(t→t+1). A pixel is reliable when x + F(x) lies in the
+    frame and, given ``flow_bw`` = B(t+1→t), it passes the forward–backward
+    check and lies on no motion boundary (Lai et al. 2018). Values are
+    scaled to [0, 1] before squaring.
+    """
+    sums = np.zeros(len(frames_t), np.float64)
+    forward = np.ascontiguousarray(flow_fw, np.float32)
+    backward = forward if flow_bw is None else np.ascontiguousarray(flow_bw, np.float32)
+    count = _masked_warp_sums(
+        np.ascontiguousarray(frames_t),
+        np.ascontiguousarray(frames_t1),
+        forward,
+        backward,
+        flow_bw is not None,
+        _THRESHOLDS,
+        sums,
+    )
+    return sums, int(count)
+
+
+@_loop
+def _masked_warp_sums(
+    frames_t: np.ndarray,
+    frames_t1: np.ndarray,
+    forward: np.ndarray,
+    backward: np.ndarray,
+    check_backward: bool,
+    thresholds: np.ndarray,
+    sums: np.ndarray,
+) -> int:
+    height, width = forward.shape[0], forward.shape[1]
+    fb_relative, fb_absolute, boundary_relative, boundary_absolute = (
+        thresholds[0],
+        thresholds[1],
+        thresholds[2],
+        thresholds[3],
+    )
+    one = np.float32(1.0)
+    scale = np.float32(255.0)
+    last_x, last_y = np.float32(width - 1), np.float32(height - 1)
+    count = 0
+    for row in range(height):
+        for col in range(width):
+            u = forward[row, col, 0]
+            v = forward[row, col, 1]
+            # Lands inside the frame: tested in float64, as integer grids added to the flow are.
+            land_x = np.float64(col) + np.float64(u)
+            land_y = np.float64(row) + np.float64(v)
+            if not (land_x >= 0 and land_x <= width - 1 and land_y >= 0 and land_y <= height - 1):
+                continue
+            # FlowSampler's bilinear read at x + F(x), clamped to the border (float32 throughout).
+            x = min(max(np.float32(col) + u, np.float32(0.0)), last_x)
+            y = min(max(np.float32(row) + v, np.float32(0.0)), last_y)
+            x0, y0 = math.floor(x), math.floor(y)
+            wx, wy = x - np.float32(x0), y - np.float32(y0)
+            left, top = int(x0), int(y0)
+            right, bottom = min(left + 1, width - 1), min(top + 1, height - 1)
+            w00, w10 = (one - wx) * (one - wy), wx * (one - wy)
+            w01, w11 = (one - wx) * wy, wx * wy
+            if check_backward:
+                bu = _bilinear(backward, 0, top, bottom, left, right, w00, w10, w01, w11)
+                bv = _bilinear(backward, 1, top, bottom, left, right, w00, w10, w01, w11)
+                su, sv = u + bu, v + bv
+                mismatch = su * su + sv * sv
+                if mismatch > fb_relative * ((u * u + v * v) + (bu * bu + bv * bv)) + fb_absolute:
+                    continue
+                if _on_motion_boundary(forward, row, col, u, v, boundary_relative, boundary_absolute):
+                    continue
+            count += 1
+            for image in range(len(frames_t)):
+                later = frames_t1[image]
+                per_pixel = np.float32(0.0)
+                for channel in range(3):
+                    predicted = _bilinear(later, channel, top, bottom, left, right, w00, w10, w01, w11) / scale
+                    difference = np.float32(frames_t[image, row, col, channel]) / scale - predicted
+                    per_pixel += difference * difference
+                sums[image] += np.float64(per_pixel)
+    return count
+
+
+@_loop
+def _bilinear(
+    image: np.ndarray,
+    channel: int,
+    top: int,
+    bottom: int,
+    left: int,
+    right: int,
+    w00: np.float32,
+    w10: np.float32,
+    w01: np.float32,
+    w11: np.float32,
+) -> np.float32:
+    # Corners summed in FlowSampler's order, so float32 rounding matches it.
+    value = np.float32(image[top, left, channel]) * w00
+    value += np.float32(image[top, right, channel]) * w10
+    value += np.float32(image[bottom, left, channel]) * w01
+    value += np.float32(image[bottom, right, channel]) * w11
+    return value
+
+
+@_loop
+def _on_motion_boundary(
+    flow: np.ndarray,
+    row: int,
+    col: int,
+    u: np.float32,
+    v: np.float32,
+    relative: np.float32,
+    absolute: np.float32,
+) -> bool:
+    # Forward differences, zero on the last column and row, accumulated in motion_boundaries' order.
+    height, width = flow.shape[0], flow.shape[1]
+    gradient = np.float32(0.0)
+    for axis in range(2):
+        if col < width - 1:
+            step = flow[row, col, axis] - flow[row, col + 1, axis]
+            gradient += step * step
+        if row < height - 1:
+            step = flow[row, col, axis] - flow[row + 1, col, axis]
+            gradient += step * step
+    return gradient > relative * (u * u + v * v) + absolute
+
+
+def prepare() -> None:
+    """Have the loop ready (numba compiles it on first use, seconds, then loads it from its cache): a stage
+    calls this while setting up, so its first frame does not wait for the compiler."""
+    frames = np.zeros((1, 2, 2, 3), np.uint8)
+    flow = np.zeros((2, 2, 2), np.float32)
+    masked_warp_sums(frames, frames, flow, flow)

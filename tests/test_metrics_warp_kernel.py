@@ -1,0 +1,93 @@
+"""The compiled E_warp pass against the same definition built from the public numpy warp functions."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from helpers import texture
+
+from gifstream.metrics import warp_error, warp_error_pair
+from gifstream.metrics.warp_kernel import masked_warp_sums
+from gifstream.motion import backward_warp, inside_frame, occlusion_mask
+
+
+def reference_sums(
+    frames_t: list[np.ndarray], frames_t1: list[np.ndarray], flow_fw: np.ndarray, flow_bw: np.ndarray | None
+) -> tuple[list[float], int]:
+    """Lai et al.'s masked warp error, one numpy step at a time: warp t+1 back, mask, sum squared [0, 1] errors."""
+    valid = inside_frame(flow_fw)
+    if flow_bw is not None:
+        valid &= ~occlusion_mask(flow_fw, flow_bw)
+    sums = []
+    for frame_t, frame_t1 in zip(frames_t, frames_t1, strict=True):
+        predicted = backward_warp(frame_t1, flow_fw) / np.float32(255)
+        difference = frame_t.astype(np.float32) / np.float32(255) - predicted
+        sums.append(float((difference**2).sum(axis=2)[valid].astype(np.float64).sum()))
+    return sums, int(np.count_nonzero(valid))
+
+
+def smooth_flow(height: int, width: int, seed: int, reach: float) -> np.ndarray:
+    """A random smooth flow reaching ``reach`` pixels: some pixels land outside the frame, some fold over."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-reach, reach, (max(2, height // 8), max(2, width // 8), 2)).astype(np.float32)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def moving_scene(height: int, width: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    frames = [texture(height, width, seed + i) for i in range(4)]
+    flow_fw = smooth_flow(height, width, seed, reach=6.0)
+    # A backward flow that undoes the forward one in most places and disagrees in others (occlusions).
+    flow_bw = -backward_warp(flow_fw, -flow_fw) + smooth_flow(height, width, seed + 1, reach=1.5)
+    return frames[:2], frames[2:], flow_fw, flow_bw
+
+
+@pytest.mark.parametrize(("height", "width", "seed"), [(48, 64, 0), (37, 91, 1), (1, 30, 2), (25, 1, 3)])
+@pytest.mark.parametrize("with_backward", [True, False])
+def test_the_compiled_pass_keeps_the_same_pixels_and_sums(height: int, width: int, seed: int, with_backward: bool) -> None:
+    frames_t, frames_t1, flow_fw, flow_bw = moving_scene(height, width, seed)
+    backward = flow_bw if with_backward else None
+
+    sums, count = masked_warp_sums(np.stack(frames_t), np.stack(frames_t1), flow_fw, backward)
+    expected_sums, expected_count = reference_sums(frames_t, frames_t1, flow_fw, backward)
+
+    assert count == expected_count
+    np.testing.assert_allclose(sums, expected_sums, rtol=1e-12, atol=0)
+    if with_backward and height > 1 and width > 1:
+        assert 0 < count < np.count_nonzero(inside_frame(flow_fw))  # the occlusion mask took pixels out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # numpy reference, NaN flow
+def test_non_finite_flow_marks_only_its_own_pixels_unreliable() -> None:
+    frames_t, frames_t1, flow_fw, flow_bw = moving_scene(32, 40, 5)
+    flow_fw[3, 4] = np.nan
+    flow_fw[10, 20, 0] = np.inf
+    flow_bw[7, 7] = np.nan
+
+    sums, count = masked_warp_sums(np.stack(frames_t), np.stack(frames_t1), flow_fw, flow_bw)
+    expected_sums, expected_count = reference_sums(frames_t, frames_t1, flow_fw, flow_bw)
+
+    assert count == expected_count
+    assert np.isfinite(sums).all()
+    np.testing.assert_allclose(sums, expected_sums, rtol=1e-12)
+
+
+def test_warp_error_is_the_mean_of_the_reliable_pixels_and_channels() -> None:
+    frames_t, frames_t1, flow_fw, flow_bw = moving_scene(40, 56, 7)
+    expected_sums, expected_count = reference_sums(frames_t, frames_t1, flow_fw, flow_bw)
+
+    pair = warp_error_pair(frames_t[0], frames_t1[0], frames_t[1], frames_t1[1], flow_fw, flow_bw)
+
+    assert pair.input == pytest.approx(expected_sums[0] / (3 * expected_count), rel=1e-12)
+    assert pair.output == pytest.approx(expected_sums[1] / (3 * expected_count), rel=1e-12)
+    assert warp_error(frames_t[1], frames_t1[1], flow_fw, flow_bw) == pair.output
+
+
+def test_no_reliable_pixel_gives_nan_for_every_image() -> None:
+    frames = [texture(8, 8, 0), texture(8, 8, 1)]
+    flow = np.full((8, 8, 2), 20.0, np.float32)
+    pair = warp_error_pair(frames[0], frames[1], frames[0], frames[1], flow, -flow)
+    assert math.isnan(pair.input)
+    assert math.isnan(pair.output)
