@@ -36,7 +36,9 @@ def smooth_flow(height: int, width: int, seed: int, reach: float) -> np.ndarray:
     return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-def moving_scene(height: int, width: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+def moving_scene(
+    height: int, width: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     frames = [texture(height, width, seed + i) for i in range(4)]
     flow_fw = smooth_flow(height, width, seed, reach=6.0)
     # A backward flow that undoes the forward one in most places and disagrees in others (occlusions).
@@ -46,7 +48,9 @@ def moving_scene(height: int, width: int, seed: int) -> tuple[list[np.ndarray], 
 
 @pytest.mark.parametrize(("height", "width", "seed"), [(48, 64, 0), (37, 91, 1), (1, 30, 2), (25, 1, 3)])
 @pytest.mark.parametrize("with_backward", [True, False])
-def test_the_compiled_pass_keeps_the_same_pixels_and_sums(height: int, width: int, seed: int, with_backward: bool) -> None:
+def test_the_compiled_pass_keeps_the_same_pixels_and_sums(
+    height: int, width: int, seed: int, with_backward: bool
+) -> None:
     frames_t, frames_t1, flow_fw, flow_bw = moving_scene(height, width, seed)
     backward = flow_bw if with_backward else None
 

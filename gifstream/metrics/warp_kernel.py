@@ -152,7 +152,7 @@ def _on_motion_boundary(
         if row < height - 1:
             step = flow[row, col, axis] - flow[row + 1, col, axis]
             gradient += step * step
-    return gradient > relative * (u * u + v * v) + absolute
+    return bool(gradient > relative * (u * u + v * v) + absolute)
 
 
 def prepare() -> None:
