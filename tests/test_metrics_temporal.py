@@ -9,7 +9,7 @@ import pytest
 from helpers import texture
 
 from gifstream.engine.errors import InputError
-from gifstream.metrics import tof, warp_error, warp_error_pair
+from gifstream.metrics import output_warp_errors, tof, warp_error, warp_error_pair
 from gifstream.motion import backward_warp, estimate_flow
 
 DX, DY = 3, -2
@@ -105,6 +105,24 @@ def test_warp_error_pair_compares_output_with_input_on_the_input_flow() -> None:
     up = [np.repeat(np.repeat(f, 2, axis=0), 2, axis=1) for f in (in_t, in_t1)]
     doubled = warp_error_pair(in_t, in_t1, *up, flow_fw, flow_bw)
     assert doubled.output == pytest.approx(same.input)
+
+
+def test_output_warp_errors_match_the_output_side_of_each_pair() -> None:
+    in_t, in_t1 = translated_pair(seed=5)
+    flow_fw = estimate_flow(in_t, in_t1)
+    flow_bw = estimate_flow(in_t1, in_t)
+    flicker = np.clip(in_t1.astype(np.int16) + 25, 0, 255).astype(np.uint8)
+    doubled = [np.repeat(np.repeat(f, 2, axis=0), 2, axis=1) for f in (in_t, flicker)]
+
+    errors = output_warp_errors(in_t, [in_t, doubled[0]], [in_t1, doubled[1]], flow_fw, flow_bw)
+
+    assert errors[0] == warp_error_pair(in_t, in_t1, in_t, in_t1, flow_fw, flow_bw).output
+    assert errors[1] == warp_error_pair(in_t, in_t1, *doubled, flow_fw, flow_bw).output
+    assert errors[1] > 10 * errors[0]
+    with pytest.raises(InputError, match="2 outputs at t but 1 at t"):
+        output_warp_errors(in_t, [in_t, in_t], [in_t1], flow_fw, flow_bw)
+    with pytest.raises(InputError, match="aspect ratios differ"):
+        output_warp_errors(in_t, [in_t[:, :50]], [in_t1[:, :50]], flow_fw)
 
 
 def test_warp_error_rejects_mismatched_inputs() -> None:

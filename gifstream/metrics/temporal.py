@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..motion.flow import check_flow, check_pair, to_gray
+from ..engine.errors import InputError
+from ..motion.flow import check_flow, check_pair, check_rgb, to_gray
 from .quality import match_geometry
 from .warp_kernel import masked_warp_sums
 
@@ -105,10 +106,39 @@ def warp_error_pair(
     """
     in_t, in_t1 = check_frames_and_flows(in_t, in_t1, flow_fw, flow_bw)
     out_t, out_t1 = check_pair(out_t, out_t1, ("out_t", "out_t1"))
-    out_t = match_geometry(in_t, out_t)
-    out_t1 = match_geometry(in_t, out_t1)
+    out_t, out_t1 = match_geometry(in_t, out_t), match_geometry(in_t, out_t1)
     error_in, error_out = warp_errors([in_t, out_t], [in_t1, out_t1], flow_fw, flow_bw)
     return WarpErrorPair(input=error_in, output=error_out)
+
+
+def output_warp_errors(
+    in_t: np.ndarray,
+    outputs_t: list[np.ndarray],
+    outputs_t1: list[np.ndarray],
+    flow_fw: np.ndarray,
+    flow_bw: np.ndarray | None = None,
+) -> list[float]:
+    """E_warp of each output pair (``outputs_t[i]``, ``outputs_t1[i]``) with the input's flow and mask.
+
+    The output side of :func:`warp_error_pair` for several outputs at once
+    (say, before and after a filter), in one pass. ``in_t`` gives the
+    geometry the flow belongs to; outputs at another size are resized to it
+    with OpenCV INTER_AREA first (a differing aspect ratio raises InputError).
+    """
+    in_t = check_rgb("in_t", in_t)
+    height, width = in_t.shape[:2]
+    check_flow("flow_fw", flow_fw, height, width)
+    if flow_bw is not None:
+        check_flow("flow_bw", flow_bw, height, width)
+    if len(outputs_t) != len(outputs_t1):
+        raise InputError(f"got {len(outputs_t)} outputs at t but {len(outputs_t1)} at t+1")
+    pairs = [
+        check_pair(a, b, (f"outputs_t[{i}]", f"outputs_t1[{i}]"))
+        for i, (a, b) in enumerate(zip(outputs_t, outputs_t1, strict=True))
+    ]
+    at_input_t = [match_geometry(in_t, a) for a, _ in pairs]
+    at_input_t1 = [match_geometry(in_t, b) for _, b in pairs]
+    return warp_errors(at_input_t, at_input_t1, flow_fw, flow_bw)
 
 
 def farneback_flow(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine import BlockingStage, ConfigError, Frame, RunContext
-from ..metrics import warp_error_pair
+from ..metrics import output_warp_errors
 from ..stabilize.blend import StabilizeConfig, stabilize_frame
 from .analysis import RunningSummary, input_pixels
 from .registry import register
@@ -74,9 +74,10 @@ class StabilizeStage(BlockingStage):
             self.config,
         )
         if previous is not None and self._last_restored is not None and flows is not None:
-            in_prev, in_cur = input_pixels(previous), input_pixels(frame)
-            before = warp_error_pair(in_prev, in_cur, self._last_restored, restored, *flows).output
-            after = warp_error_pair(in_prev, in_cur, previous.as_array(), result.pixels, *flows).output
+            # The outputs' E_warp before and after, on the input's flow and mask, in one pass.
+            before, after = output_warp_errors(
+                input_pixels(previous), [self._last_restored, previous.as_array()], [restored, result.pixels], *flows
+            )
             self.e_warp_before.add(before)
             self.e_warp_after.add(after)
         self._last_restored = restored
