@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import texture
 
+from gifstream.engine.errors import InputError
 from gifstream.metrics import warp_error, warp_error_pair
 from gifstream.metrics.warp_kernel import masked_warp_sums
 from gifstream.motion import backward_warp, inside_frame, occlusion_mask
@@ -95,3 +96,16 @@ def test_no_reliable_pixel_gives_nan_for_every_image() -> None:
     pair = warp_error_pair(frames[0], frames[1], frames[0], frames[1], flow, -flow)
     assert math.isnan(pair.input)
     assert math.isnan(pair.output)
+
+
+def test_the_compiled_pass_refuses_shapes_it_would_read_past() -> None:
+    frames = np.zeros((1, 8, 10, 3), np.uint8)
+    flow = np.zeros((8, 10, 2), np.float32)
+    with pytest.raises(InputError, match="flow_bw must be"):
+        masked_warp_sums(frames, frames, flow, np.zeros((8, 9, 2), np.float32))
+    with pytest.raises(InputError, match="frames_t1 must match"):
+        masked_warp_sums(frames, np.zeros((1, 8, 11, 3), np.uint8), flow, None)
+    with pytest.raises(InputError, match="frames_t must be"):
+        masked_warp_sums(frames.astype(np.float32), frames, flow, None)
+    with pytest.raises(InputError, match="flow_fw must be"):
+        masked_warp_sums(frames, frames, flow[:, :5], None)

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..engine.errors import InputError
 from ..jit import CompiledLoops
 from ..motion.warp import BOUNDARY_ABSOLUTE, BOUNDARY_RELATIVE, FB_ABSOLUTE, FB_RELATIVE
 
@@ -36,6 +37,7 @@ def masked_warp_sums(
     check and lies on no motion boundary (Lai et al. 2018). Values are
     scaled to [0, 1] before squaring.
     """
+    check_stacks(frames_t, frames_t1, flow_fw, flow_bw)
     sums = np.zeros(len(frames_t), np.float64)
     forward = np.ascontiguousarray(flow_fw, np.float32)
     backward = forward if flow_bw is None else np.ascontiguousarray(flow_bw, np.float32)
@@ -49,6 +51,19 @@ def masked_warp_sums(
         sums,
     )
     return sums, int(count)
+
+
+def check_stacks(frames_t: np.ndarray, frames_t1: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None) -> None:
+    """Shapes the loop relies on (compiled code does not check its indices): InputError otherwise."""
+    if frames_t.dtype != np.uint8 or frames_t.ndim != 4 or frames_t.shape[3] != 3:
+        raise InputError(f"frames_t must be a (K, H, W, 3) uint8 stack, got {frames_t.dtype} {frames_t.shape}")
+    if frames_t1.dtype != np.uint8 or frames_t1.shape != frames_t.shape:
+        expected = f"uint8 {frames_t.shape}"
+        raise InputError(f"frames_t1 must match frames_t ({expected}), got {frames_t1.dtype} {frames_t1.shape}")
+    flow_shape = (*frames_t.shape[1:3], 2)
+    for name, flow in (("flow_fw", flow_fw), ("flow_bw", flow_bw)):
+        if flow is not None and flow.shape != flow_shape:
+            raise InputError(f"{name} must be {flow_shape} for these frames, got {flow.shape}")
 
 
 @_loop
