@@ -22,11 +22,13 @@ class CompiledLoops:
     ``@loop`` on each function. Until the first call each name stands as a
     stub; the first call puts every loop's numba dispatcher under its name in
     ``namespace``, so loops that call one another find dispatchers when numba
-    compiles them.
+    compiles them. A loop may call another module's loop as ``module.name``
+    when that module's ``CompiledLoops`` is listed in ``uses``.
     """
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], uses: tuple[CompiledLoops, ...] = ()) -> None:
         self._namespace = namespace
+        self._uses = uses  # other modules' loops these call (as ``module.loop``): made ready first
         self._loops: list[Callable[..., Any]] = []
         self._lock = threading.Lock()
         self._compiled = False
@@ -44,6 +46,8 @@ class CompiledLoops:
 
     def compile(self) -> None:
         """Replace every stub by its dispatcher (each compiles, or loads from the cache, at its first call)."""
+        for used in self._uses:
+            used.compile()
         with self._lock:
             if not self._compiled:
                 for function in self._loops:

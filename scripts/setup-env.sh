@@ -36,7 +36,8 @@ log "installing model libraries without their opencv-python dependency"
 pip_install --no-build-isolation --no-deps -r "$root/requirements/models-nodeps.txt"
 log "installing gifstream and its dependencies"
 pip_install -e "$root[dev]"
-log "compiling the GIF encoder's and E_warp's loops (first run only)"
+log "compiling the GIF encoder's, the warp's and E_warp's loops (first run only)"
 "$venv/bin/python" -c "from gifstream.io.gif_sink import compile_encoder; compile_encoder()
-from gifstream.metrics.warp_kernel import prepare; prepare()"
+from gifstream.motion import warp; warp.prepare()
+from gifstream.metrics import warp_kernel; warp_kernel.prepare()"
 log "environment ready"

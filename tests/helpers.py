@@ -64,3 +64,34 @@ def gifstream_command(
     return subprocess.run(
         [sys.executable, "-m", "gifstream.cli", *args], input=stdin, capture_output=True, timeout=timeout, env=env
     )
+
+
+def numpy_backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The reference bilinear warp in plain numpy: ``image`` (H, W[, C]) read at x + flow(x), border-clamped.
+
+    gifstream's compiled sampler must match it to the bit: positions in
+    float32, clamped to the frame, floor and fractional weights in float32,
+    values turned float32 before weighting, corners summed top-left,
+    top-right, bottom-left, bottom-right; a non-finite flow reads NaN.
+    """
+    height, width = flow.shape[:2]
+    flow = flow.astype(np.float32, copy=False)
+    with np.errstate(invalid="ignore"):
+        x = np.clip(np.arange(width, dtype=np.float32) + flow[..., 0], 0, width - 1)
+        y = np.clip(np.arange(height, dtype=np.float32)[:, None] + flow[..., 1], 0, height - 1)
+        x0, y0 = np.floor(x), np.floor(y)
+        wx, wy = x - x0, y - y0
+        finite = np.isfinite(x) & np.isfinite(y)
+        left = np.where(finite, x0, 0).astype(np.intp)
+        top = np.where(finite, y0, 0).astype(np.intp)
+    right, bottom = np.minimum(left + 1, width - 1), np.minimum(top + 1, height - 1)
+    planes = image.reshape(height, width, -1)
+    out = np.empty(planes.shape, np.float32)
+    for c in range(planes.shape[2]):
+        plane = planes[..., c]
+        value = plane[top, left].astype(np.float32) * ((1 - wx) * (1 - wy))
+        value += plane[top, right].astype(np.float32) * (wx * (1 - wy))
+        value += plane[bottom, left].astype(np.float32) * ((1 - wx) * wy)
+        value += plane[bottom, right].astype(np.float32) * (wx * wy)
+        out[..., c] = value
+    return out.reshape(image.shape)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import texture
+from helpers import numpy_backward_warp, texture
 
 from gifstream.engine.errors import InputError
 from gifstream.motion import (
@@ -18,6 +18,7 @@ from gifstream.motion import (
     motion_boundaries,
     occlusion_mask,
 )
+from gifstream.motion.warp import FlowSampler
 
 
 def constant_flow(height: int, width: int, u: float, v: float) -> np.ndarray:
@@ -72,6 +73,34 @@ def test_backward_warp_tensor_batch_matches_numpy() -> None:
     assert warped.device == image_t.device
     for i in range(2):
         np.testing.assert_allclose(warped[i].permute(1, 2, 0).numpy(), backward_warp(images[i], flows[i]), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("image", "what"),
+    [
+        (texture(37, 53, 1), "uint8 RGB"),
+        (texture(37, 53, 2)[..., 0], "uint8 grey (H, W)"),
+        (np.random.default_rng(3).normal(0, 50, (37, 53, 2)).astype(np.float32), "float32 flow-like"),
+        (np.random.default_rng(4).normal(0, 50, (37, 53, 4)), "float64, 4 channels"),
+        (texture(53, 37, 5).transpose(1, 0, 2), "non-contiguous view"),
+    ],
+)
+def test_the_compiled_sampler_matches_the_numpy_reference_to_the_bit(image: np.ndarray, what: str) -> None:
+    rng = np.random.default_rng(0)
+    flow = rng.uniform(-60, 60, (37, 53, 2)).astype(np.float32)  # far reads, clamped at every border
+    flow[::7, ::5] = rng.uniform(-1, 1, (6, 11, 2))  # sub-pixel reads
+    flow[3, 4] = (np.nan, 0.0)
+    flow[5, 6] = (0.0, np.inf)
+    flow[7, 8] = (-np.inf, np.nan)
+
+    expected = numpy_backward_warp(image, flow)
+    warped = backward_warp(image, flow)
+    planes = FlowSampler(flow).warp_planes(image)
+
+    np.testing.assert_array_equal(warped, expected, err_msg=what)
+    np.testing.assert_array_equal(planes, np.moveaxis(expected.reshape(37, 53, -1), 2, 0), err_msg=what)
+    assert np.isnan(warped[3, 4]).all() and np.isnan(warped[7, 8]).all()
+    assert np.isfinite(warped[5, 6]).all()  # an infinite flow reads the border
 
 
 def test_backward_warp_rejects_mismatched_flow() -> None:

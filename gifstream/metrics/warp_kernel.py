@@ -11,15 +11,14 @@ on first use and cached (see :mod:`gifstream.jit`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..engine.errors import InputError
 from ..jit import CompiledLoops
+from ..motion import warp as _warp
 from ..motion.warp import BOUNDARY_ABSOLUTE, BOUNDARY_RELATIVE, FB_ABSOLUTE, FB_RELATIVE
 
-_loop = CompiledLoops(globals())
+_loop = CompiledLoops(globals(), uses=(_warp._loop,))
 
 # The thresholds as numpy applies them to float32 arrays: python scalars take the array's dtype.
 _THRESHOLDS = np.array([FB_RELATIVE, FB_ABSOLUTE, BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE], np.float32)
@@ -83,9 +82,7 @@ def _masked_warp_sums(
         thresholds[2],
         thresholds[3],
     )
-    one = np.float32(1.0)
     scale = np.float32(255.0)
-    last_x, last_y = np.float32(width - 1), np.float32(height - 1)
     count = 0
     for row in range(height):
         for col in range(width):
@@ -97,17 +94,10 @@ def _masked_warp_sums(
             if not (land_x >= 0 and land_x <= width - 1 and land_y >= 0 and land_y <= height - 1):
                 continue
             # FlowSampler's bilinear read at x + F(x), clamped to the border (float32 throughout).
-            x = min(max(np.float32(col) + u, np.float32(0.0)), last_x)
-            y = min(max(np.float32(row) + v, np.float32(0.0)), last_y)
-            x0, y0 = math.floor(x), math.floor(y)
-            wx, wy = x - np.float32(x0), y - np.float32(y0)
-            left, top = int(x0), int(y0)
-            right, bottom = min(left + 1, width - 1), min(top + 1, height - 1)
-            w00, w10 = (one - wx) * (one - wy), wx * (one - wy)
-            w01, w11 = (one - wx) * wy, wx * wy
+            corners = _warp._corners(np.float32(col) + u, np.float32(row) + v, width, height)
             if check_backward:
-                bu = _bilinear(backward, 0, top, bottom, left, right, w00, w10, w01, w11)
-                bv = _bilinear(backward, 1, top, bottom, left, right, w00, w10, w01, w11)
+                bu = _warp._bilinear(backward, 0, *corners)
+                bv = _warp._bilinear(backward, 1, *corners)
                 su, sv = u + bu, v + bv
                 mismatch = su * su + sv * sv
                 if mismatch > fb_relative * ((u * u + v * v) + (bu * bu + bv * bv)) + fb_absolute:
@@ -119,32 +109,11 @@ def _masked_warp_sums(
                 later = frames_t1[image]
                 per_pixel = np.float32(0.0)
                 for channel in range(3):
-                    predicted = _bilinear(later, channel, top, bottom, left, right, w00, w10, w01, w11) / scale
+                    predicted = _warp._bilinear(later, channel, *corners) / scale
                     difference = np.float32(frames_t[image, row, col, channel]) / scale - predicted
                     per_pixel += difference * difference
                 sums[image] += np.float64(per_pixel)
     return count
-
-
-@_loop
-def _bilinear(
-    image: np.ndarray,
-    channel: int,
-    top: int,
-    bottom: int,
-    left: int,
-    right: int,
-    w00: np.float32,
-    w10: np.float32,
-    w01: np.float32,
-    w11: np.float32,
-) -> np.float32:
-    # Corners summed in FlowSampler's order, so float32 rounding matches it.
-    value = np.float32(image[top, left, channel]) * w00
-    value += np.float32(image[top, right, channel]) * w10
-    value += np.float32(image[bottom, left, channel]) * w01
-    value += np.float32(image[bottom, right, channel]) * w11
-    return value
 
 
 @_loop

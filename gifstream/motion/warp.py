@@ -7,18 +7,20 @@ and comparing it with frame t+1 measures the wrong thing.
 numpy images are sampled here without torch (the offline path never imports
 it); the sampling is that of ``torch.nn.functional.grid_sample`` with
 ``mode="bilinear"``, ``padding_mode="border"`` and ``align_corners=True``,
-which tensors go through. Computing the four neighbours and their weights
-once per flow lets several images warped by the same flow share them.
+which tensors go through. The per-pixel reads are a loop compiled by numba
+on first use and cached (:mod:`gifstream.jit`).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ..engine.errors import InputError
+from ..jit import CompiledLoops
 from .flow import check_flow
 
 if TYPE_CHECKING:
@@ -33,63 +35,105 @@ BOUNDARY_ABSOLUTE = 0.002
 
 
 class FlowSampler:
-    """Bilinear reads at x + flow(x) for every pixel x, prepared once for a (H, W, 2) flow.
+    """Bilinear reads at x + flow(x) for every pixel x, for images warped by one (H, W, 2) flow.
 
     Positions outside the frame are clamped to its border (they read the
-    nearest edge pixel), as ``grid_sample`` does with ``padding_mode="border"``.
+    nearest edge pixel), as ``grid_sample`` does with ``padding_mode="border"``;
+    a non-finite flow reads NaN. The reads run as one compiled loop per image
+    (see :func:`_warp_into`), in float32 with the corners summed in a fixed
+    order, so every image warped by the same flow gets the same arithmetic.
     """
 
     def __init__(self, flow: np.ndarray) -> None:
         flow = check_flow("flow", flow)
-        height, width = flow.shape[:2]
-        self.shape = (height, width)
-        x = np.clip(np.arange(width, dtype=np.float32) + flow[..., 0].astype(np.float32, copy=False), 0, width - 1)
-        y = np.clip(
-            np.arange(height, dtype=np.float32)[:, None] + flow[..., 1].astype(np.float32, copy=False), 0, height - 1
-        )
-        x0, y0 = np.floor(x), np.floor(y)
-        wx, wy = (x - x0).ravel(), (y - y0).ravel()
-        left = x0.astype(np.intp).ravel()
-        top = y0.astype(np.intp).ravel() * width
-        # The far neighbour of a sample on the last column (row) has weight 0; clamping keeps its read in range
-        # (and mode="clip" below keeps a non-finite flow from reading outside the image).
-        right = np.minimum(left + 1, width - 1)
-        bottom = np.minimum(top + width, (height - 1) * width)
-        self._index = (top + left, top + right, bottom + left, bottom + right)
-        self._weights = ((1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy)
+        self.shape = flow.shape[:2]
+        self._flow = np.ascontiguousarray(flow, np.float32)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """``image`` (H, W) or (H, W, C) read at x + flow(x): float32 of the same shape, values not rescaled."""
-        warped = self.warp_planes(image)
-        return np.ascontiguousarray(np.moveaxis(warped, 0, 2)).reshape(image.shape)
+        channels = self._channels(image)
+        out = np.empty(channels.shape, np.float32)
+        _warp_into(channels, self._flow, out)
+        return out.reshape(image.shape)
 
     def warp_planes(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (H, W) or (H, W, C), any real dtype, read at x + flow(x), as channel-first (C, H, W) float32.
+        """``image`` (H, W) or (H, W, C), any real dtype, read at x + flow(x), as channel-first (C, H, W) float32."""
+        channels = self._channels(image)
+        out = np.empty((channels.shape[2], *self.shape), np.float32)
+        _warp_into(channels, self._flow, np.moveaxis(out, 0, 2))
+        return out
 
-        Each channel is gathered as its own contiguous plane: gathering whole
-        pixels and then turning the result channel-first costs a strided
-        transpose of every corner, more than the gathers themselves.
-        """
+    def _channels(self, image: np.ndarray) -> np.ndarray:
+        """``image`` as a C-contiguous (H, W, C) array (the loop is compiled for that layout)."""
         if image.shape[:2] != self.shape:
             raise InputError(
                 f"image is {image.shape[1]}x{image.shape[0]} but the flow is {self.shape[1]}x{self.shape[0]}"
             )
-        channels = image.reshape(*self.shape, -1)
-        out = np.empty((channels.shape[2], self.shape[0] * self.shape[1]), np.float32)
-        for plane, warped in zip(np.moveaxis(channels, 2, 0), out, strict=True):
-            self._sample_plane(plane.ravel(), warped)
-        return out.reshape(len(out), *self.shape)
+        return np.ascontiguousarray(image.reshape(*self.shape, -1))
 
-    def _sample_plane(self, plane: np.ndarray, out: np.ndarray) -> None:
-        """Bilinear reads of one flattened plane into ``out`` (float32, the plane's length)."""
-        for corner, (index, weight) in enumerate(zip(self._index, self._weights, strict=True)):
-            # mode="clip" keeps a non-finite flow from reading outside the image.
-            values = np.take(plane, index, mode="clip").astype(np.float32, copy=False)
-            if corner == 0:
-                np.multiply(values, weight, out=out)
-            else:
-                values *= weight
-                out += values
+
+_loop = CompiledLoops(globals())
+
+
+@_loop
+def _warp_into(image: np.ndarray, flow: np.ndarray, out: np.ndarray) -> None:
+    """out[y, x, c] = image read bilinearly at (x, y) + flow[y, x], for (H, W, C) image and out."""
+    height, width, channels = image.shape
+    for row in range(height):
+        for col in range(width):
+            x = np.float32(col) + flow[row, col, 0]
+            y = np.float32(row) + flow[row, col, 1]
+            if math.isnan(x) or math.isnan(y):
+                for channel in range(channels):
+                    out[row, col, channel] = np.nan
+                continue
+            top, bottom, left, right, w00, w10, w01, w11 = _corners(x, y, width, height)
+            for channel in range(channels):
+                out[row, col, channel] = _bilinear(image, channel, top, bottom, left, right, w00, w10, w01, w11)
+
+
+@_loop
+def _corners(x: np.float32, y: np.float32, width: int, height: int) -> tuple[Any, ...]:
+    """The four neighbours of (x, y), clamped to the frame, and their bilinear weights (float32)."""
+    one = np.float32(1.0)
+    x = min(max(x, np.float32(0.0)), np.float32(width - 1))
+    y = min(max(y, np.float32(0.0)), np.float32(height - 1))
+    x0, y0 = math.floor(x), math.floor(y)
+    wx, wy = x - np.float32(x0), y - np.float32(y0)
+    left, top = int(x0), int(y0)
+    # The far neighbour of a sample on the last column (row) has weight 0; clamping keeps its read in range.
+    right, bottom = min(left + 1, width - 1), min(top + 1, height - 1)
+    return top, bottom, left, right, (one - wx) * (one - wy), wx * (one - wy), (one - wx) * wy, wx * wy
+
+
+@_loop
+def _bilinear(
+    image: np.ndarray,
+    channel: int,
+    top: int,
+    bottom: int,
+    left: int,
+    right: int,
+    w00: np.float32,
+    w10: np.float32,
+    w01: np.float32,
+    w11: np.float32,
+) -> np.float32:
+    # Values become float32 before weighting, and the corners are summed in this order.
+    value = np.float32(image[top, left, channel]) * w00
+    value += np.float32(image[top, right, channel]) * w10
+    value += np.float32(image[bottom, left, channel]) * w01
+    value += np.float32(image[bottom, right, channel]) * w11
+    return value
+
+
+def prepare() -> None:
+    """Have the sampling loop ready for the image types the stages warp (numba compiles each on first use,
+    then loads it from its cache): uint8 frames and float32 flows, pixel-major and channel-first."""
+    sampler = FlowSampler(np.zeros((2, 2, 2), np.float32))
+    for image in (np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2, 2), np.float32)):
+        sampler.warp(image)
+        sampler.warp_planes(image)
 
 
 def sampling_grid(flow: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,12 @@ class StabilizeStage(BlockingStage):
         self._last_restored: Any = None
 
     def setup_sync(self, ctx: RunContext) -> None:
-        from ..metrics.warp_kernel import prepare
+        from ..metrics import warp_kernel
+        from ..motion import warp
 
-        prepare()  # the E_warp loop, compiled or loaded now rather than on the second frame
+        # The compiled loops (the warps, E_warp), made ready now rather than on the second frame.
+        warp.prepare()
+        warp_kernel.prepare()
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
         for frame in batch:
