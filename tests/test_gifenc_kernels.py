@@ -224,3 +224,30 @@ def test_reading_a_gif_does_not_load_the_compiler(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_warm_up_compiles_every_loop_a_real_gif_uses(tmp_path: Path) -> None:
+    """compile_encoder() must leave nothing for the first real GIF to compile: numba compiles each new
+    argument type (a strided sample is one) on first use, which would stall that GIF for seconds."""
+    script = (
+        "import io, numpy as np\n"
+        "from gifstream.io.gif_sink import GifSink, compile_encoder\n"
+        "from gifstream.io.gifenc import kernels\n"
+        "from gifstream.engine import Frame, StreamInfo\n"
+        "def signatures():\n"
+        "    loops = [getattr(kernels, n) for n in dir(kernels)]\n"
+        "    return {l.__name__: set(map(str, l.signatures)) for l in loops if hasattr(l, 'signatures')}\n"
+        "compile_encoder()\n"
+        "warmed = signatures()\n"
+        "rng = np.random.default_rng(1)\n"
+        "base = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)\n"
+        "sink = GifSink(io.BytesIO()); sink.open(StreamInfo(width=400, height=300, format='gif', fps=25.0))\n"
+        "for i in range(5):\n"
+        "    sink.write(Frame(i, np.ascontiguousarray(base[:, 3 * i : 3 * i + 400]), duration_ms=40.0))\n"
+        "sink.finish()\n"
+        "new = {name: sigs - warmed.get(name, set()) for name, sigs in signatures().items()}\n"
+        "assert warmed, 'no compiled loops found'\n"
+        "assert not any(new.values()), new\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

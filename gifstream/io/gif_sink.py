@@ -156,18 +156,22 @@ def centiseconds_due(shown_ms: float, written_cs: int) -> int:
 def compile_encoder() -> None:
     """Have the encoder's compiled loops ready: numba compiles them on first use (seconds) and caches them.
 
-    Encodes a few small frames to memory. The set-up script calls this so
-    the first real GIF does not wait for the compiler; a service may call it
-    at start-up.
+    Encodes a few frames to memory: small ones, with and without
+    transparency, and ones with more pixels than the encoder looks at in full
+    (it then passes strided samples, which numba compiles separately). The
+    set-up script calls this so the first real GIF does not wait for the
+    compiler; a service may call it at start-up.
     """
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (4, 16, 24, 3), dtype=np.uint8)
-    frames[2] = frames[1]  # a still frame, and pixels that come to rest
     alpha = np.full((16, 24), 255, np.uint8)
     alpha[:4] = 0
-    for see_through in (None, alpha):  # opaque streams, and streams written as whole frames
+    for shape, see_through in (((16, 24), None), ((16, 24), alpha), ((272, 256), None)):
+        frames = rng.integers(0, 256, (4, *shape, 3), dtype=np.uint8)
+        frames[2] = frames[1]  # a still frame, and pixels that come to rest
         sink = GifSink(io.BytesIO())
-        sink.open(StreamInfo(width=24, height=16, format="gif", fps=10.0, has_alpha=see_through is not None))
+        sink.open(
+            StreamInfo(width=shape[1], height=shape[0], format="gif", fps=10.0, has_alpha=see_through is not None)
+        )
         for index, pixels in enumerate(frames):
             sink.write(Frame(index, pixels, duration_ms=100.0, alpha=see_through))
         sink.finish()
