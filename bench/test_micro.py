@@ -88,7 +88,7 @@ def test_encode_gif_960x540_frame(benchmark, outputs: list[np.ndarray]) -> None:
 # --------------------------------------------------------------------------- warp
 
 
-def test_warp_8_planes_numpy_sampler(benchmark, frames, outputs, flows) -> None:
+def test_warp_8_planes_sampler(benchmark, frames, outputs, flows) -> None:
     """Both frames t+1 and the backward flow read at x + F(x), as the E_warp metric does each frame."""
     from gifstream.metrics import match_geometry
     from gifstream.motion.warp import FlowSampler
@@ -105,7 +105,7 @@ def test_warp_8_planes_numpy_sampler(benchmark, frames, outputs, flows) -> None:
 
 
 def test_warp_8_planes_torch_grid_sample_reference(benchmark, frames, outputs, flows) -> None:
-    """The same reads through torch's grid_sample (one thread), which the numpy sampler agrees with."""
+    """The same reads through torch's grid_sample (one thread), which gifstream's sampler agrees with."""
     torch = pytest.importorskip("torch")
     from gifstream.metrics import match_geometry
     from gifstream.motion.warp import FlowSampler, warp_tensor
@@ -123,6 +123,16 @@ def test_warp_8_planes_torch_grid_sample_reference(benchmark, frames, outputs, f
     reference = benchmark(warp)[0].numpy()
     mine = FlowSampler(forward).warp_planes(stacked)
     np.testing.assert_allclose(mine, reference, atol=2e-3)  # uint8-scale values: agreement to 1/500 of a level
+
+
+def test_stabilize_frame_960x540(benchmark, frames, outputs, flows) -> None:
+    """One frame of --stabilize: the input's warp error, the blend weights, the previous output carried along
+    the motion (960x540) and the blend."""
+    from gifstream.stabilize.blend import StabilizeConfig, stabilize_frame
+
+    inputs, settings = (frames[1], frames[2], flows), StabilizeConfig()
+    result = benchmark(stabilize_frame, outputs[2], outputs[1], *inputs, settings)
+    assert result.pixels.shape == outputs[2].shape and not result.cut and result.blend > 0
 
 
 # --------------------------------------------------------------------------- metrics
