@@ -260,3 +260,42 @@ def test_flows_of_another_size_than_the_input_are_refused() -> None:
 
     with pytest.raises(InputError, match="forward flow is 12x10 but the frames are 24x20"):
         stabilize_frame(frame, frame, frame, frame, (small, small), StabilizeConfig())
+
+
+@pytest.mark.parametrize(("scale", "seed"), [(1, 0), (2, 1), (3, 2)])
+def test_the_one_pass_blend_matches_carrying_then_blending(scale: int, seed: int) -> None:
+    """stabilize_frame's compiled pass gives temporal_blend(restored, predict_from_previous(...), weights)
+    to the bit, at the input's size and at upscaled output sizes."""
+    from gifstream.stabilize import predict_from_previous, temporal_blend
+    from gifstream.stabilize.blend import carried_blend
+
+    rng = np.random.default_rng(seed)
+    height, width = 23, 31
+    restored, previous = (texture(height * scale, width * scale, seed + i) for i in range(2))
+    flow_bw = rng.uniform(-4, 4, (height, width, 2)).astype(np.float32)
+    flow_bw[::5, ::3] = rng.uniform(-40, 40, (5, 11, 2))  # reads clamped at the borders
+    weights = rng.uniform(0, 1, (height * scale, width * scale)).astype(np.float32)
+    weights[1::7, ::2] = 1  # pixels taken wholly from the carried frame
+    weights[::4] = 0  # rows left as restored
+
+    expected = temporal_blend(restored, predict_from_previous(previous, flow_bw), weights)
+    blended = carried_blend(restored, previous, flow_bw, weights)
+
+    np.testing.assert_array_equal(blended, expected)
+    assert np.array_equal(blended[::4], restored[::4])
+    assert not np.array_equal(blended, restored)
+
+
+def test_the_one_pass_blend_keeps_the_restored_pixel_where_the_flow_is_not_a_number() -> None:
+    from gifstream.stabilize.blend import carried_blend
+
+    restored, previous = texture(12, 16, 3), texture(12, 16, 4)
+    flow_bw = np.zeros((12, 16, 2), np.float32)
+    flow_bw[5, 7] = (np.nan, 0.0)
+    weights = np.full((12, 16), 0.5, np.float32)
+
+    blended = carried_blend(restored, previous, flow_bw, weights)
+
+    np.testing.assert_array_equal(blended[5, 7], restored[5, 7])
+    expected = np.rint(0.5 * restored.astype(np.float32) + 0.5 * previous.astype(np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(blended[0], expected[0])

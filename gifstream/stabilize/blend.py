@@ -23,12 +23,15 @@ those of a single frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..engine.errors import ConfigError, InputError
+from ..jit import CompiledLoops
+from ..motion import warp as _warp
 from ..motion.flow import check_flow, check_pair, check_rgb, resize_flow
 from ..motion.warp import backward_warp, inside_frame, occlusion_mask
 
@@ -196,5 +199,58 @@ def stabilize_frame(
     if score > config.cut_threshold:
         return Stabilized(restored, blend=0.0, cut=True, cut_score=score)
     weights = weights_at(blend_weights(flow_fw, flow_bw, error, config), restored.shape[1], restored.shape[0])
-    pixels = temporal_blend(restored, predict_from_previous(previous_output, flow_bw), weights)
+    pixels = carried_blend(restored, previous_output, flow_bw, weights)
     return Stabilized(pixels, blend=float(weights.mean()), cut=False, cut_score=score)
+
+
+def carried_blend(
+    restored: np.ndarray, previous_output: np.ndarray, flow_bw: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """``temporal_blend(restored, predict_from_previous(previous_output, flow_bw), weights)`` in one pass.
+
+    The same float32 arithmetic, pixel by pixel, without the float copy of
+    the whole carried frame in between; a pixel whose flow is not a number
+    keeps its restored value (there is nothing to carry).
+    """
+    height, width = restored.shape[:2]
+    flow = np.ascontiguousarray(resize_flow(flow_bw, width, height), np.float32)
+    out = np.empty_like(restored)
+    _carried_blend_into(
+        np.ascontiguousarray(restored),
+        np.ascontiguousarray(previous_output),
+        flow,
+        np.ascontiguousarray(weights, np.float32),
+        out,
+    )
+    return out
+
+
+_loop = CompiledLoops(globals(), uses=(_warp._loop,))
+
+
+@_loop
+def _carried_blend_into(
+    restored: np.ndarray, previous: np.ndarray, flow: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
+    height, width, channels = restored.shape
+    for row in range(height):
+        for col in range(width):
+            weight = weights[row, col]
+            x = np.float32(col) + flow[row, col, 0]
+            y = np.float32(row) + flow[row, col, 1]
+            if weight == 0 or math.isnan(x) or math.isnan(y):
+                for channel in range(channels):
+                    out[row, col, channel] = restored[row, col, channel]
+                continue
+            corners = _warp._corners(x, y, width, height)
+            keep = np.float32(1.0) - weight
+            for channel in range(channels):
+                carried = _warp._bilinear(previous, channel, *corners)
+                mixed = keep * np.float32(restored[row, col, channel]) + weight * carried
+                out[row, col, channel] = np.uint8(min(max(np.rint(mixed), np.float32(0.0)), np.float32(255.0)))
+
+
+def prepare() -> None:
+    """Have the blend loop ready (numba compiles it on first use, then loads it from its cache)."""
+    frame = np.zeros((2, 2, 3), np.uint8)
+    carried_blend(frame, frame, np.zeros((2, 2, 2), np.float32), np.ones((2, 2), np.float32))

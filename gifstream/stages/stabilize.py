@@ -46,9 +46,11 @@ class StabilizeStage(BlockingStage):
     def setup_sync(self, ctx: RunContext) -> None:
         from ..metrics import warp_kernel
         from ..motion import warp
+        from ..stabilize import blend
 
-        # The compiled loops (the warps, E_warp), made ready now rather than on the second frame.
+        # The compiled loops (the warps, the blend, E_warp), made ready now rather than on the second frame.
         warp.prepare()
+        blend.prepare()
         warp_kernel.prepare()
 
     def process_sync(self, batch: list[Frame], previous: Frame | None) -> list[Frame]:
