@@ -95,3 +95,22 @@ def numpy_backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
         value += plane[bottom, right].astype(np.float32) * (wx * wy)
         out[..., c] = value
     return out.reshape(image.shape)
+
+
+def run_python(script: str, cwd: Path) -> None:
+    """Run ``script`` in a fresh interpreter (what a new process sees); fail with its stderr."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+
+
+# Prelude for run_python scripts: which argument types numba has compiled (or loaded) for the loops of
+# some modules, and a check that a run added none to those a warm-up made ready.
+COMPILED_SIGNATURES = (
+    "def signatures(*modules):\n"
+    "    loops = [getattr(m, n) for m in modules for n in dir(m)]\n"
+    "    return {l.__name__: set(map(str, l.signatures)) for l in loops if hasattr(l, 'signatures')}\n"
+    "def assert_nothing_new(warmed, *modules):\n"
+    "    new = {name: sigs - warmed.get(name, set()) for name, sigs in signatures(*modules).items()}\n"
+    "    assert warmed, 'no compiled loops found'\n"
+    "    assert not any(new.values()), new\n"
+)

@@ -7,12 +7,11 @@ array expression most easily part ways.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import COMPILED_SIGNATURES, run_python
 
 from gifstream.io.gifenc import kernels
 from gifstream.io.gifenc.palette import KEY, NearestColour, colour_keys, key_channels
@@ -222,32 +221,25 @@ def test_reading_a_gif_does_not_load_the_compiler(tmp_path: Path) -> None:
         "sink.write(Frame(0, np.zeros((2, 4, 3), np.uint8))); sink.finish()\n"
         "assert 'numba' in sys.modules, 'the loops ran without numba'\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    run_python(script, tmp_path)
 
 
 def test_the_warm_up_compiles_every_loop_a_real_gif_uses(tmp_path: Path) -> None:
     """compile_encoder() must leave nothing for the first real GIF to compile: numba compiles each new
     argument type (a strided sample is one) on first use, which would stall that GIF for seconds."""
-    script = (
+    script = COMPILED_SIGNATURES + (
         "import io, numpy as np\n"
         "from gifstream.io.gif_sink import GifSink, compile_encoder\n"
         "from gifstream.io.gifenc import kernels\n"
         "from gifstream.engine import Frame, StreamInfo\n"
-        "def signatures():\n"
-        "    loops = [getattr(kernels, n) for n in dir(kernels)]\n"
-        "    return {l.__name__: set(map(str, l.signatures)) for l in loops if hasattr(l, 'signatures')}\n"
         "compile_encoder()\n"
-        "warmed = signatures()\n"
+        "warmed = signatures(kernels)\n"
         "rng = np.random.default_rng(1)\n"
         "base = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)\n"
         "sink = GifSink(io.BytesIO()); sink.open(StreamInfo(width=400, height=300, format='gif', fps=25.0))\n"
         "for i in range(5):\n"
         "    sink.write(Frame(i, np.ascontiguousarray(base[:, 3 * i : 3 * i + 400]), duration_ms=40.0))\n"
         "sink.finish()\n"
-        "new = {name: sigs - warmed.get(name, set()) for name, sigs in signatures().items()}\n"
-        "assert warmed, 'no compiled loops found'\n"
-        "assert not any(new.values()), new\n"
+        "assert_nothing_new(warmed, kernels)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    run_python(script, tmp_path)

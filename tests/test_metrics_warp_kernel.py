@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from helpers import numpy_backward_warp, texture
+from helpers import COMPILED_SIGNATURES, numpy_backward_warp, run_python, texture
 
 from gifstream.engine.errors import InputError
 from gifstream.metrics import warp_error, warp_error_pair
@@ -121,17 +119,14 @@ def test_the_compiled_pass_refuses_shapes_it_would_read_past() -> None:
 
 def test_the_stages_warm_up_leaves_nothing_to_compile_for_real_frames(tmp_path: Path) -> None:
     """What the metrics and stabilise stages run per frame uses only argument types their set-up compiled."""
-    script = (
+    script = COMPILED_SIGNATURES + (
         "import numpy as np\n"
         "from gifstream.metrics import output_warp_errors, warp_error_pair, warp_kernel\n"
         "from gifstream.motion import warp\n"
         "from gifstream.stabilize import blend\n"
         "from gifstream.stabilize.blend import StabilizeConfig, stabilize_frame\n"
-        "def signatures():\n"
-        "    loops = [getattr(m, n) for m in (warp, warp_kernel, blend) for n in dir(m)]\n"
-        "    return {l.__name__: set(map(str, l.signatures)) for l in loops if hasattr(l, 'signatures')}\n"
         "warp.prepare(); warp_kernel.prepare(); blend.prepare()\n"
-        "warmed = signatures()\n"
+        "warmed = signatures(warp, warp_kernel, blend)\n"
         "rng = np.random.default_rng(0)\n"
         "a = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)\n"
         "b = np.roll(a, 1, axis=1)  # the picture moves one pixel right: no scene cut, so the blend runs\n"
@@ -141,9 +136,6 @@ def test_the_stages_warm_up_leaves_nothing_to_compile_for_real_frames(tmp_path: 
         "warp_error_pair(a, b, big_a, big_b, fw, bw)\n"
         "output_warp_errors(a, [big_a, big_a], [big_b, big_b], fw, bw)\n"
         "assert stabilize_frame(big_b, big_a, a, b, (fw, bw), StabilizeConfig()).blend > 0\n"
-        "new = {name: sigs - warmed.get(name, set()) for name, sigs in signatures().items()}\n"
-        "assert warmed, 'no compiled loops found'\n"
-        "assert not any(new.values()), new\n"
+        "assert_nothing_new(warmed, warp, warp_kernel, blend)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    run_python(script, tmp_path)
