@@ -1,11 +1,12 @@
 """E_warp in one compiled pass: warp, occlusion mask and masked error per pixel.
 
-The numpy form (:class:`~gifstream.motion.warp.FlowSampler`,
-:func:`~gifstream.motion.warp.occlusion_mask`, then a masked mean) makes
-about forty frame-sized temporaries and gathers every channel four times;
-at GIF sizes that is most of the metrics stage's time. This loop does the
-same float32 arithmetic in the same order for each pixel, so the mask is
-identical and the sums agree to float64 rounding. It is compiled by numba
+Step by step (:func:`~gifstream.motion.warp.backward_warp` of each frame,
+:func:`~gifstream.motion.warp.occlusion_mask`, then a masked mean) it
+makes about forty frame-sized temporaries; at GIF sizes that was most of
+the metrics stage's time. This loop does the same float32 arithmetic in the
+same order for each pixel (reading pixels with the warp's own
+:func:`~gifstream.motion.warp.bilinear_read`), so the mask is identical and
+the sums agree to float64 rounding. It is compiled by numba
 on first use and cached (see :mod:`gifstream.jit`).
 """
 
@@ -94,10 +95,10 @@ def _masked_warp_sums(
             if not (land_x >= 0 and land_x <= width - 1 and land_y >= 0 and land_y <= height - 1):
                 continue
             # FlowSampler's bilinear read at x + F(x), clamped to the border (float32 throughout).
-            corners = _warp._corners(np.float32(col) + u, np.float32(row) + v, width, height)
+            corners = _warp.bilinear_corners(np.float32(col) + u, np.float32(row) + v, width, height)
             if check_backward:
-                bu = _warp._bilinear(backward, 0, *corners)
-                bv = _warp._bilinear(backward, 1, *corners)
+                bu = _warp.bilinear_read(backward, 0, *corners)
+                bv = _warp.bilinear_read(backward, 1, *corners)
                 su, sv = u + bu, v + bv
                 mismatch = su * su + sv * sv
                 if mismatch > fb_relative * ((u * u + v * v) + (bu * bu + bv * bv)) + fb_absolute:
@@ -109,7 +110,7 @@ def _masked_warp_sums(
                 later = frames_t1[image]
                 per_pixel = np.float32(0.0)
                 for channel in range(3):
-                    predicted = _warp._bilinear(later, channel, *corners) / scale
+                    predicted = _warp.bilinear_read(later, channel, *corners) / scale
                     difference = np.float32(frames_t[image, row, col, channel]) / scale - predicted
                     per_pixel += difference * difference
                 sums[image] += np.float64(per_pixel)

@@ -40,7 +40,7 @@ class FlowSampler:
     Positions outside the frame are clamped to its border (they read the
     nearest edge pixel), as ``grid_sample`` does with ``padding_mode="border"``;
     a non-finite flow reads NaN. The reads run as one compiled loop per image
-    (see :func:`_warp_into`), in float32 with the corners summed in a fixed
+    (see ``_warp_into``), in float32 with the corners summed in a fixed
     order, so every image warped by the same flow gets the same arithmetic.
     """
 
@@ -87,14 +87,19 @@ def _warp_into(image: np.ndarray, flow: np.ndarray, out: np.ndarray) -> None:
                 for channel in range(channels):
                     out[row, col, channel] = np.nan
                 continue
-            top, bottom, left, right, w00, w10, w01, w11 = _corners(x, y, width, height)
+            corners = bilinear_corners(x, y, width, height)
             for channel in range(channels):
-                out[row, col, channel] = _bilinear(image, channel, top, bottom, left, right, w00, w10, w01, w11)
+                out[row, col, channel] = bilinear_read(image, channel, *corners)
 
 
 @_loop
-def _corners(x: np.float32, y: np.float32, width: int, height: int) -> tuple[Any, ...]:
-    """The four neighbours of (x, y), clamped to the frame, and their bilinear weights (float32)."""
+def bilinear_corners(x: np.float32, y: np.float32, width: int, height: int) -> tuple[Any, ...]:
+    """Compiled: the four neighbours of (x, y), clamped to the frame, and their bilinear weights (float32).
+
+    Other modules' compiled loops call this and :func:`bilinear_read` as
+    ``warp.bilinear_corners`` (listing this module's loops in their ``uses``),
+    so every warp in gifstream reads pixels with the same arithmetic.
+    """
     one = np.float32(1.0)
     x = min(max(x, np.float32(0.0)), np.float32(width - 1))
     y = min(max(y, np.float32(0.0)), np.float32(height - 1))
@@ -107,7 +112,7 @@ def _corners(x: np.float32, y: np.float32, width: int, height: int) -> tuple[Any
 
 
 @_loop
-def _bilinear(
+def bilinear_read(
     image: np.ndarray,
     channel: int,
     top: int,
@@ -119,6 +124,7 @@ def _bilinear(
     w01: np.float32,
     w11: np.float32,
 ) -> np.float32:
+    """Compiled: channel ``channel`` of (H, W, C) ``image`` read at ``bilinear_corners``' position."""
     # Values become float32 before weighting, and the corners are summed in this order.
     value = np.float32(image[top, left, channel]) * w00
     value += np.float32(image[top, right, channel]) * w10

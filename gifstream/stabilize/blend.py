@@ -242,10 +242,10 @@ def _carried_blend_into(
                 for channel in range(channels):
                     out[row, col, channel] = restored[row, col, channel]
                 continue
-            corners = _warp._corners(x, y, width, height)
+            corners = _warp.bilinear_corners(x, y, width, height)
             keep = np.float32(1.0) - weight
             for channel in range(channels):
-                carried = _warp._bilinear(previous, channel, *corners)
+                carried = _warp.bilinear_read(previous, channel, *corners)
                 mixed = keep * np.float32(restored[row, col, channel]) + weight * carried
                 out[row, col, channel] = np.uint8(min(max(np.rint(mixed), np.float32(0.0)), np.float32(255.0)))
 
