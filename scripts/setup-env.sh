@@ -36,8 +36,9 @@ log "installing model libraries without their opencv-python dependency"
 pip_install --no-build-isolation --no-deps -r "$root/requirements/models-nodeps.txt"
 log "installing gifstream and its dependencies"
 pip_install -e "$root[dev]"
-log "compiling the GIF encoder's, the warp's and E_warp's loops (first run only)"
+log "compiling the GIF encoder's, the warp's, the blend's and E_warp's loops (first run only)"
 "$venv/bin/python" -c "from gifstream.io.gif_sink import compile_encoder; compile_encoder()
 from gifstream.motion import warp; warp.prepare()
+from gifstream.stabilize import blend; blend.prepare()
 from gifstream.metrics import warp_kernel; warp_kernel.prepare()"
 log "environment ready"
