@@ -82,6 +82,9 @@ def test_backward_warp_tensor_batch_matches_numpy() -> None:
         (texture(37, 53, 2)[..., 0], "uint8 grey (H, W)"),
         (np.random.default_rng(3).normal(0, 50, (37, 53, 2)).astype(np.float32), "float32 flow-like"),
         (np.random.default_rng(4).normal(0, 50, (37, 53, 4)), "float64, 4 channels"),
+        (np.random.default_rng(6).normal(0, 50, (37, 53, 3)).astype(np.float16), "float16"),
+        (np.random.default_rng(7).integers(-30000, 30000, (37, 53, 3), dtype=np.int16), "int16"),
+        (np.random.default_rng(8).random((37, 53)) > 0.5, "bool mask"),
         (texture(53, 37, 5).transpose(1, 0, 2), "non-contiguous view"),
     ],
 )

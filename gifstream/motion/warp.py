@@ -64,12 +64,19 @@ class FlowSampler:
         return out
 
     def _channels(self, image: np.ndarray) -> np.ndarray:
-        """``image`` as a C-contiguous (H, W, C) array (the loop is compiled for that layout)."""
+        """``image`` as a C-contiguous (H, W, C) uint8 or float32 array, the types the loop is compiled for.
+
+        Other types become float32 first, as each value read would anyway
+        (numba has no float16, and each type would be compiled separately).
+        """
         if image.shape[:2] != self.shape:
             raise InputError(
                 f"image is {image.shape[1]}x{image.shape[0]} but the flow is {self.shape[1]}x{self.shape[0]}"
             )
-        return np.ascontiguousarray(image.reshape(*self.shape, -1))
+        channels = image.reshape(*self.shape, -1)
+        if channels.dtype not in (np.uint8, np.float32):
+            channels = channels.astype(np.float32)
+        return np.ascontiguousarray(channels)
 
 
 _loop = CompiledLoops(globals())
