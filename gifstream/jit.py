@@ -9,9 +9,13 @@ load it in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import inspect
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -23,7 +27,9 @@ class CompiledLoops:
     stub; the first call puts every loop's numba dispatcher under its name in
     ``namespace``, so loops that call one another find dispatchers when numba
     compiles them. A loop may call another module's loop as ``module.name``
-    when that module's ``CompiledLoops`` is listed in ``uses``.
+    when that module's ``CompiledLoops`` is listed in ``uses``; its cached
+    code is then dropped whenever that module's source changes (see
+    :func:`forget_if_stale`).
     """
 
     def __init__(self, namespace: dict[str, Any], uses: tuple[CompiledLoops, ...] = ()) -> None:
@@ -50,9 +56,44 @@ class CompiledLoops:
             used.compile()
         with self._lock:
             if not self._compiled:
-                for function in self._loops:
-                    self._namespace[function.__name__] = jit(function)
+                dispatchers = [jit(function) for function in self._loops]
+                if self._uses:
+                    forget_if_stale(dispatchers, self.used_sources())
+                for function, dispatcher in zip(self._loops, dispatchers, strict=True):
+                    self._namespace[function.__name__] = dispatcher
                 self._compiled = True
+
+    def used_sources(self) -> list[Path]:
+        """The source files of the loops these loops call, directly or through others."""
+        files = {Path(inspect.getfile(function)) for used in self._uses for function in used._loops}
+        for used in self._uses:
+            files.update(used.used_sources())
+        return sorted(files)
+
+
+def forget_if_stale(dispatchers: list[Any], sources: list[Path]) -> None:
+    """Drop the cached code of ``dispatchers`` when ``sources`` changed since it was cached.
+
+    numba keys a cached loop to its own file only, but a loop that calls
+    another module's loop holds a copy of that loop's code: after that other
+    file changes (a ``git pull``, an edit), the cache would run the old code.
+    A fingerprint of the other files is kept beside numba's cache files.
+    """
+    fingerprint = hashlib.sha256(b"".join(source.read_bytes() for source in sources)).hexdigest()
+    for dispatcher in dispatchers:
+        cache = getattr(dispatcher, "_cache", None)
+        cache_path = getattr(cache, "cache_path", None)
+        if cache is None or cache_path is None:
+            continue  # not cached on disk: compiled afresh in every process
+        function = dispatcher.py_func
+        stamp = Path(cache_path) / f"{function.__module__}.{function.__qualname__}.uses"
+        with contextlib.suppress(OSError):
+            if stamp.read_text() == fingerprint:
+                continue
+        cache.flush()
+        with contextlib.suppress(OSError):
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(fingerprint)
 
 
 def jit(function: Callable[..., Any]) -> Any:

@@ -7,6 +7,8 @@ array expression most easily part ways.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,30 @@ def test_the_warm_up_compiles_every_loop_a_real_gif_uses(tmp_path: Path) -> None
         "assert_nothing_new(warmed, kernels)\n"
     )
     run_python(script, tmp_path)
+
+
+def test_a_loop_that_calls_another_modules_loop_is_recompiled_when_that_module_changes(tmp_path: Path) -> None:
+    """numba ties a cached loop to its own file; one that calls another module's loop holds a copy of it."""
+    (tmp_path / "used.py").write_text(
+        "from gifstream.jit import CompiledLoops\n"
+        "loop = CompiledLoops(globals())\n"
+        "@loop\n"
+        "def scale(x):\n"
+        "    return x * 2\n"
+    )
+    (tmp_path / "user.py").write_text(
+        "import used\n"
+        "from gifstream.jit import CompiledLoops\n"
+        "loop = CompiledLoops(globals(), uses=(used.loop,))\n"
+        "@loop\n"
+        "def scaled_plus_one(x):\n"
+        "    return used.scale(x) + 1\n"
+    )
+    check = "import user\nprint(user.scaled_plus_one(3))\n"
+    first = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path)
+    assert first.stdout.strip() == "7", first.stderr
+    (tmp_path / "used.py").write_text((tmp_path / "used.py").read_text().replace("x * 2", "x * 3"))
+
+    second = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path)
+
+    assert second.stdout.strip() == "10", second.stderr
