@@ -90,7 +90,11 @@ def forget_if_stale(dispatchers: list[Any], sources: list[Path]) -> None:
         with contextlib.suppress(OSError):
             if stamp.read_text() == fingerprint:
                 continue
-        cache.flush()
+        try:
+            cache.flush()
+        except OSError:
+            cache.disable()  # cannot forget the old code: compile afresh in this process rather than run it
+            continue
         with contextlib.suppress(OSError):
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(fingerprint)

@@ -17,7 +17,7 @@ from helpers import COMPILED_SIGNATURES, run_python
 
 from gifstream.io.gifenc import kernels
 from gifstream.io.gifenc.palette import KEY, NearestColour, colour_keys, key_channels
-from gifstream.jit import jit
+from gifstream.jit import forget_if_stale, jit
 
 
 def keys_of(rng: np.random.Generator, count: int, levels: int = 256) -> np.ndarray:
@@ -272,3 +272,49 @@ def test_a_loop_that_calls_another_modules_loop_is_recompiled_when_that_module_c
     second = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path)
 
     assert second.stdout.strip() == "10", second.stderr
+
+
+class _RecordingCache:
+    """Stands in for a numba dispatcher's disk cache."""
+
+    def __init__(self, path: Path, flush_fails: bool = False) -> None:
+        self.cache_path = str(path)
+        self.flushes = 0
+        self.enabled = True
+        self._flush_fails = flush_fails
+
+    def flush(self) -> None:
+        if self._flush_fails:
+            raise OSError("read-only cache")
+        self.flushes += 1
+
+    def disable(self) -> None:
+        self.enabled = False
+
+
+class _Dispatcher:
+    def __init__(self, cache: _RecordingCache) -> None:
+        self._cache = cache
+        self.py_func = _add_one
+
+
+def _add_one(values: np.ndarray) -> np.ndarray:
+    return values + 1
+
+
+def test_stale_code_is_forgotten_once_per_change_and_never_run_when_it_cannot_be(tmp_path: Path) -> None:
+    source = tmp_path / "used.py"
+    source.write_text("def scale(x):\n    return x * 2\n")
+    cache = _RecordingCache(tmp_path)
+    dispatcher = _Dispatcher(cache)
+
+    forget_if_stale([dispatcher], [source])
+    forget_if_stale([dispatcher], [source])
+    assert cache.flushes == 1  # no fingerprint yet, then the same one
+    source.write_text("def scale(x):\n    return x * 3\n")
+    forget_if_stale([dispatcher], [source])
+    assert cache.flushes == 2 and cache.enabled
+
+    read_only = _RecordingCache(tmp_path / "elsewhere", flush_fails=True)
+    forget_if_stale([_Dispatcher(read_only)], [source])
+    assert not read_only.enabled
