@@ -45,11 +45,16 @@ def check_frames_and_flows(
     frame_t: np.ndarray, frame_t1: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     frame_t, frame_t1 = check_pair(frame_t, frame_t1, ("frame_t", "frame_t1"))
-    height, width = frame_t.shape[:2]
+    check_flows(frame_t, flow_fw, flow_bw)
+    return frame_t, frame_t1
+
+
+def check_flows(frame: np.ndarray, flow_fw: np.ndarray, flow_bw: np.ndarray | None) -> None:
+    """Both flows (the backward one when given) are float (H, W, 2) arrays of ``frame``'s size."""
+    height, width = frame.shape[:2]
     check_flow("flow_fw", flow_fw, height, width)
     if flow_bw is not None:
         check_flow("flow_bw", flow_bw, height, width)
-    return frame_t, frame_t1
 
 
 def warp_error(
@@ -126,10 +131,7 @@ def output_warp_errors(
     with OpenCV INTER_AREA first (a differing aspect ratio raises InputError).
     """
     in_t = check_rgb("in_t", in_t)
-    height, width = in_t.shape[:2]
-    check_flow("flow_fw", flow_fw, height, width)
-    if flow_bw is not None:
-        check_flow("flow_bw", flow_bw, height, width)
+    check_flows(in_t, flow_fw, flow_bw)
     if len(outputs_t) != len(outputs_t1):
         raise InputError(f"got {len(outputs_t)} outputs at t but {len(outputs_t1)} at t+1")
     pairs = [
