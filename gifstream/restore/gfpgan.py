@@ -103,6 +103,11 @@ class GfpganRestorer:
     ``precision`` is "fp32", "bf16" or "auto" (see :func:`.precision.resolve_precision`);
     :attr:`precision` holds what it resolved to, and :attr:`bf16_networks`
     the roles ("background", "parser", "face") run under bfloat16 autocast.
+
+    ``winograd`` sends the networks' 3x3 convolutions through NNPACK's
+    Winograd kernels on the CPU (see :mod:`.winograd`): None where that is
+    faster (each network's steady share of the cores is one thread), True
+    wherever NNPACK is there, False never. :attr:`winograd` holds whether it does.
     """
 
     name = "gfpgan"
@@ -127,6 +132,7 @@ class GfpganRestorer:
         frame_seconds: float = 0.1,
         intra_op_threads: int | None = None,
         precision: str = DEFAULT_PRECISION,
+        winograd: bool | None = None,
     ) -> None:
         import torch
 
@@ -160,6 +166,7 @@ class GfpganRestorer:
             "parsing": parser_weights,
         }
         self.networks = load_networks(face_weights, background_weights, detector_weights, parser_weights, self.device)
+        self.winograd = self._route_convolutions(winograd)
         if self.core_share is not None:
             for net in (self.networks.face, self.networks.background, self.networks.parser):
                 if net is not None:
@@ -170,6 +177,21 @@ class GfpganRestorer:
             smooth_landmarks,
             frame_seconds,
         )
+
+    def _route_convolutions(self, wanted: bool | None) -> bool:
+        """Route the networks' eligible convolutions through NNPACK when ``wanted`` (None: where it pays)."""
+        from . import winograd
+
+        if self.device.type != "cpu" or wanted is False:
+            return False
+        if wanted is None and not winograd.pays_on(self.intra_op_threads or default_intra_op_threads()):
+            return False
+        if wanted and not winograd.nnpack_ready():
+            raise ConfigError("winograd=True needs NNPACK, which this torch build or CPU does not have")
+        for net in (self.networks.face, self.networks.parser, self.networks.background):
+            if net is not None:
+                winograd.route_convolutions(getattr(net, "net", net))  # through ChannelsLast to the module
+        return True
 
     def restore(self, frames: Sequence[np.ndarray]) -> list[Restored]:
         import torch
@@ -290,6 +312,7 @@ class GfpganRestorer:
             "scale": self.upscale,
             "device": str(self.device),
             "precision": self.precision,
+            "convolutions": "winograd (NNPACK)" if self.winograd else "direct",
             "weights": weights,
         }
 
