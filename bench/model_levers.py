@@ -1,4 +1,4 @@
-"""Levers on the GFPGAN restorer's CPU time: memory layout, bfloat16 autocast per network, torch.compile.
+"""Levers on the GFPGAN restorer's CPU time: Winograd convolutions, memory layout, bfloat16 autocast, torch.compile.
 
 One 256x144 frame of the benchmark's astronaut pan, with the one face
 scikit-image's cascade finds there (landmarks from gifstream.benchmark's
@@ -51,10 +51,10 @@ from gifstream.benchmark import TemplateLandmarks, synthetic_frames, write_rando
 from gifstream.restore.gfpgan import ChannelsLast, GfpganNetworks, GfpganRestorer
 from gifstream.restore.precision import BF16_NETWORKS, NETWORKS, has_native_bf16
 from gifstream.restore.threads import CORE_SHARE, cap_intra_op_threads
+from gifstream.restore.winograd import unrouted
 from gifstream.weights import get_entry
 
 FRAME_SIZE = (256, 144)
-REFERENCE = "fp32, channels-last (current)"
 PROBE_SIDE = 256
 
 
@@ -121,6 +121,19 @@ def contiguous_networks(networks: GfpganNetworks) -> GfpganNetworks:
     face = copied(face).to(memory_format=torch.contiguous_format)
     return dataclasses.replace(
         networks, background=ContiguousInput(background), parser=parser, face=ContiguousInput(face)
+    )
+
+
+def direct_networks(networks: GfpganNetworks) -> GfpganNetworks:
+    """Copies of the three networks with oneDNN's direct convolutions (no Winograd routing)."""
+
+    def direct(net: Any) -> Any:
+        if isinstance(net, ChannelsLast):
+            return ChannelsLast(unrouted(copied(net.net)))
+        return unrouted(copied(net))
+
+    return dataclasses.replace(
+        networks, background=direct(networks.background), parser=direct(networks.parser), face=direct(networks.face)
     )
 
 
@@ -206,10 +219,11 @@ def build_variants(restorer: GfpganRestorer, args: argparse.Namespace, native_bf
     current = restorer.networks
     bf16_runs = args.rounds if native_bf16 else (1 if args.emulated_bf16 else 0)
     emulated = not native_bf16
-    variants = [
-        Variant(REFERENCE, current, runs=args.rounds),
-        Variant("fp32, contiguous (before)", contiguous_networks(current), runs=args.rounds),
-    ]
+    name = "fp32, channels-last" + (", Winograd 3x3 (current)" if restorer.winograd else " (current)")
+    variants = [Variant(name, current, runs=args.rounds)]
+    if restorer.winograd:
+        variants.append(Variant("fp32, channels-last, oneDNN direct", direct_networks(current), runs=args.rounds))
+    variants.append(Variant("fp32, contiguous", contiguous_networks(current), runs=args.rounds))
     if not args.no_compile:
         compiled = compiled_background(current, args.freezing)
         name = f"fp32, torch.compile(background{', freezing' if args.freezing else ''})"
@@ -245,7 +259,7 @@ def progress(message: str) -> None:
 
 
 def table_lines(variants: list[Variant]) -> Iterator[str]:
-    reference = next(v for v in variants if v.name == REFERENCE)
+    reference = variants[0]  # the current settings
     base = min(reference.frame_seconds)
     yield (
         "| variant | frame s (best) | runs | vs current | background fwd s | parser fwd s | face fwd s "

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from gifstream.restore import winograd
-from gifstream.restore.winograd import WinogradConvolutions, nnpack_ready, route_convolutions, winograd_eligible
+from gifstream.restore.threads import cap_intra_op_threads
+from gifstream.restore.winograd import (
+    WinogradConvolutions,
+    is_routed,
+    nnpack_ready,
+    route_convolutions,
+    unrouted,
+    winograd_eligible,
+)
 
 pytestmark = pytest.mark.skipif(not nnpack_ready(), reason="this torch build or CPU has no NNPACK")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The test's thread on one torch thread, as a network's is beside another (NNPACK is used only then)."""
+    before = torch.get_num_threads()
+    cap_intra_op_threads(1)
+    yield
+    cap_intra_op_threads(before)
 
 
 def conv_case(batch: int, c_in: int, c_out: int, height: int, width: int, *, bias: bool = True, seed: int = 0):
@@ -78,6 +96,17 @@ def test_other_convolutions_are_left_to_torch(change: str, arguments: dict[str, 
     assert torch.equal(got, F.conv2d(x, w, b, **arguments))
 
 
+def test_a_thread_with_more_torch_threads_keeps_onednn() -> None:
+    # A network alone gets every core from the core share; oneDNN on two threads is as fast as NNPACK on one.
+    x, w, b = conv_case(1, 4, 6, 12, 12)
+    cap_intra_op_threads(2)
+
+    got, routed = routed_conv(x, w, b, padding=1)
+
+    assert routed == 0
+    assert torch.equal(got, F.conv2d(x, w, b, padding=1))
+
+
 def test_other_kernels_types_and_gradients_are_left_to_torch() -> None:
     x, w, b = conv_case(1, 4, 6, 12, 12)
     one_by_one = w[:, :, 1:2, 1:2].contiguous()
@@ -131,6 +160,24 @@ def test_a_routed_network_computes_what_it_did(monkeypatch: pytest.MonkeyPatch) 
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def test_a_copy_of_a_routed_network_is_routed_and_computes_with_its_own_weights(monkeypatch) -> None:
+    net = route_convolutions(small_net())
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin[0].weight.mul_(-1)
+    x = torch.rand(1, 3, 16, 16)
+    callers = count_nnpack_calls(monkeypatch)
+
+    with torch.inference_mode():
+        original, copied = net(x), twin(x)
+        direct = unrouted(copy.deepcopy(twin))(x)
+
+    assert len(callers) == 2  # one 3x3 layer each; none for the unrouted copy
+    assert is_routed(twin) and not is_routed(unrouted(twin))
+    assert not torch.allclose(copied, original)
+    assert torch.allclose(copied, direct, atol=1e-5)
+
+
 def test_an_error_in_a_routed_forward_leaves_no_mode_behind() -> None:
     net = route_convolutions(small_net())
     with pytest.raises(RuntimeError), torch.inference_mode():
@@ -149,6 +196,7 @@ def test_networks_side_by_side_on_threads_each_get_their_own_results() -> None:
     results: dict[int, list[torch.Tensor]] = {0: [], 1: []}
 
     def work(index: int) -> None:
+        cap_intra_op_threads(1)
         with torch.inference_mode():
             for _ in range(20):
                 results[index].append(nets[index](inputs[index]))

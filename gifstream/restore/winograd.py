@@ -17,7 +17,10 @@ makes that first call itself on a one-thread helper, so the pool is a
 one-thread pool, and every call runs on its caller's thread: networks side
 by side each convolve on their own core. The restorer routes its networks
 here only where each network's steady share of the cores is one thread (a
-machine with 2 or 3 cores, see :func:`pays_on`); with more cores oneDNN's
+machine with 2 or 3 cores, see :func:`pays_on`), and a convolution goes
+through NNPACK only while its thread has one torch thread: a network alone
+gets every core from the core share (:mod:`.threads`), and oneDNN's kernels
+on two threads are as fast as NNPACK's on one. With more cores oneDNN's
 multi-threaded kernels are faster, and on a GPU nothing changes.
 
 ``GIFSTREAM_WINOGRAD=0`` turns the routing off (oneDNN's direct
@@ -29,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -118,7 +122,8 @@ _CONV2D_PARAMETERS = ("input", "weight", "bias", "stride", "padding", "dilation"
 
 
 class WinogradConvolutions(TorchFunctionMode):
-    """While active on a thread, its eligible ``torch.conv2d`` calls run through NNPACK; :attr:`routed` counts them.
+    """While active on a thread, its eligible ``torch.conv2d`` calls run through NNPACK while that thread has one
+    torch thread; :attr:`routed` counts them.
 
     A torch function mode, so it also catches the convolutions a network
     calls functionally (StyleGAN2's modulated convolutions), not only
@@ -131,7 +136,9 @@ class WinogradConvolutions(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func is torch.conv2d:  # what torch.nn.functional.conv2d and nn.Conv2d call
+        # What torch.nn.functional.conv2d and nn.Conv2d call; on a thread given more than one torch thread at the
+        # moment (a network alone, under the core share), oneDNN's kernels on those threads are as fast or faster.
+        if func is torch.conv2d and torch.get_num_threads() == 1:
             call = dict(zip(_CONV2D_PARAMETERS, args, strict=False)) | kwargs
             if winograd_eligible(**call):
                 self.routed += 1
@@ -146,17 +153,26 @@ def route_convolutions(net: Any) -> Any:
     """Run every forward of ``net`` (a torch module) with its eligible convolutions through NNPACK; returns ``net``.
 
     The caller decides whether it pays (:func:`pays_on`). Routing the same
-    module twice adds nothing.
+    module twice adds nothing; a deep copy of a routed module is routed too.
     """
-    if getattr(net, "_gifstream_winograd", False):
-        return net
-    forward = net.forward
-
-    @functools.wraps(forward)
-    def forward_through_winograd(*args: Any, **kwargs: Any) -> Any:
-        with WinogradConvolutions():
-            return forward(*args, **kwargs)
-
-    net.forward = forward_through_winograd
-    net._gifstream_winograd = True
+    if not is_routed(net):
+        # A method bound to ``net``, not a closure over its forward: copy.deepcopy rebinds it to the copy.
+        net.forward = types.MethodType(_forward_through_winograd, net)
     return net
+
+
+def unrouted(net: Any) -> Any:
+    """``net`` with its own forward back (oneDNN's convolutions); returns ``net``."""
+    if is_routed(net):
+        del net.forward
+    return net
+
+
+def is_routed(net: Any) -> bool:
+    forward = vars(net).get("forward")
+    return getattr(forward, "__func__", None) is _forward_through_winograd
+
+
+def _forward_through_winograd(net: Any, *args: Any, **kwargs: Any) -> Any:
+    with WinogradConvolutions():
+        return type(net).forward(net, *args, **kwargs)
