@@ -4,9 +4,13 @@ GFPGAN v1.3 on one 512x512 face, ParseNet on the same crop (the paste-back
 mask) and Real-ESRGAN x2plus on one 256x144 frame, random weights in the
 release formats (gifstream.benchmark.write_random_weights), channels-last as
 the restorer runs them. Each forward is timed after a warm-up call; the
-table gives the mean wall time and the speed-up two threads bring. The sum
-of the one-thread times is the CPU a frame needs at the least, whichever
-way the work is spread over the cores.
+table gives the mean wall time with oneDNN's direct convolutions on one and
+two threads, and on one thread with the 3x3 convolutions through NNPACK's
+Winograd kernels (gifstream.restore.winograd, which the restorer uses on
+one-thread shares), each network's floating-point work (torch's flop
+counter) and the rate oneDNN reaches, and the Winograd output's PSNR against
+the direct one (same decoder noise). The sum of the one-thread times is the
+CPU a frame needs at the least, whichever way the work is spread.
 
 Then one frame (the benchmark's 256x144 synthetic frame, its face from the
 cascade with template landmarks) goes through ``GfpganRestorer.restore``
@@ -21,6 +25,7 @@ that enhances single frames.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +38,7 @@ from gifstream.benchmark import TemplateLandmarks, synthetic_frames, write_rando
 from gifstream.restore.compat import import_model_libraries
 from gifstream.restore.gfpgan import GFPGAN_WEIGHT, GfpganRestorer, load_networks
 from gifstream.restore.threads import cap_intra_op_threads
+from gifstream.restore.winograd import route_convolutions, unrouted
 
 
 def mean_seconds(forward: Callable[[], object], threads: int, repeats: int) -> float:
@@ -43,6 +49,31 @@ def mean_seconds(forward: Callable[[], object], threads: int, repeats: int) -> f
         for _ in range(repeats):
             forward()
     return (time.perf_counter() - started) / repeats
+
+
+def gflop(forward: Callable[[], object]) -> float:
+    """The forward's floating-point work, as torch's flop counter counts it (multiply-adds as two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        forward()
+    return counter.get_total_flops() / 1e9
+
+
+def seeded_output(forward: Callable[[], object]) -> torch.Tensor:
+    """The forward's (first) output, with the same random draws every time (GFPGAN's decoder noise)."""
+    cap_intra_op_threads(1)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        output = forward()
+    return output[0] if isinstance(output, tuple) else output
+
+
+def psnr(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """PSNR of ``got`` against ``expected`` over ``expected``'s range."""
+    mse = float(((got.double() - expected.double()) ** 2).mean())
+    span = float(expected.max() - expected.min())
+    return math.inf if mse == 0 else 10 * math.log10(span**2 / mse)
 
 
 def main() -> None:
@@ -65,14 +96,34 @@ def main() -> None:
         "ParseNet (paste-back mask, 512²)": lambda: nets.parser(face),
         "Real-ESRGAN x2plus (256×144 frame)": lambda: nets.background(frame),
     }
-    print("| network | 1 thread, s | 2 threads, s | speed-up |")
-    print("|---|---:|---:|---:|")
-    total_one = 0.0
+    networks = (nets.face, nets.parser, nets.background)
+    modules = {name: getattr(net, "net", net) for name, net in zip(forwards, networks, strict=True)}
+    print(
+        "| network | GFLOP | 1 thread, s | GFLOP/s | 2 threads, s | speed-up | 1 thread, Winograd, s "
+        "| Winograd speed-up | Winograd PSNR vs direct, dB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    total_one = total_winograd = 0.0
     for name, forward in forwards.items():
+        work = gflop(forward)
         one, two = mean_seconds(forward, 1, args.repeats), mean_seconds(forward, 2, args.repeats)
-        total_one += one
-        print(f"| {name} | {one:.2f} | {two:.2f} | {one / two:.2f}x |", flush=True)
-    print(f"\nCPU a frame needs at the least (one face): {total_one:.1f} s; on 2 cores at best {total_one / 2:.1f} s")
+        direct = seeded_output(forward)
+        route_convolutions(modules[name])
+        try:
+            winograd, routed = mean_seconds(forward, 1, args.repeats), seeded_output(forward)
+        finally:
+            unrouted(modules[name])
+        total_one, total_winograd = total_one + one, total_winograd + winograd
+        print(
+            f"| {name} | {work:.0f} | {one:.2f} | {work / one:.0f} | {two:.2f} | {one / two:.2f}x | {winograd:.2f} "
+            f"| {one / winograd:.2f}x | {psnr(routed, direct):.1f} |",
+            flush=True,
+        )
+    print(
+        f"\nCPU a frame needs at the least (one face): {total_one:.1f} s with oneDNN's direct convolutions, "
+        f"{total_winograd:.1f} s through Winograd; on 2 cores at best {total_one / 2:.1f} and "
+        f"{total_winograd / 2:.1f} s"
+    )
     one_frame(folder, args.rounds)
 
 
@@ -81,11 +132,15 @@ def one_frame(folder: Path, rounds: int) -> None:
     frame = next(iter(synthetic_frames(1, (256, 144)))).as_array()
     faces = TemplateLandmarks()([frame])
 
-    def restorer(threads: int | None) -> GfpganRestorer:
+    def restorer(threads: int | None, winograd: bool | None = None) -> GfpganRestorer:
         paths = [folder / "GFPGANv1.3.pth", folder / "RealESRGAN_x2plus.pth", None, folder / "parsing_parsenet.pth"]
-        return GfpganRestorer(*paths, detector=lambda _frames: faces, intra_op_threads=threads)
+        return GfpganRestorer(*paths, detector=lambda _frames: faces, intra_op_threads=threads, winograd=winograd)
 
-    variants = {"every network on 1 thread": restorer(1), "cores shared layer by layer (default)": restorer(None)}
+    variants = {
+        "every network on 1 thread": restorer(1),
+        "cores shared layer by layer, oneDNN's direct convolutions": restorer(None, winograd=False),
+        "cores shared layer by layer, Winograd on one-thread shares (default)": restorer(None),
+    }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, candidate in variants.items():
