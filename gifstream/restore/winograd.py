@@ -2,13 +2,14 @@
 
 A restored frame's CPU time is almost all float32 convolutions (GFPGAN,
 ParseNet, Real-ESRGAN), and oneDNN's direct kernels already run them at
-80-90 % of the core's FMA peak (about 65 of 78 GFLOP/s a core on the
+85-92 % of the core's FMA peak (67-72 of 78 GFLOP/s a core on the
 benchmark machine). The Winograd transform F(6x6, 3x3) computes a 3x3
 stride-1 convolution with about a fifth of the multiplications, and NNPACK,
 which torch's CPU builds carry, implements it. On one thread a whole
-forward takes 1.5-1.85x less time for GFPGAN and ParseNet (512x512 face)
-and 1.2-1.4x less for Real-ESRGAN (256x144 frame), with outputs 119-132 dB
-PSNR from oneDNN's (bench/model_levers.py).
+forward takes 1.2-1.5x less time (GFPGAN and ParseNet on a 512x512 face,
+Real-ESRGAN on a 256x144 frame), with outputs 120-125 dB PSNR from
+oneDNN's (bench/network_threads.py). The price is memory: NNPACK's scratch
+is per thread, about 240 MB for a 64-channel layer on a 512x512 map.
 
 Only on one thread, because NNPACK has one thread pool per process, made
 at its first call with the caller's thread count, and concurrent calls
@@ -53,8 +54,8 @@ def enabled() -> bool:
 def pays_on(threads_per_network: int) -> bool:
     """Whether a network that steadily gets ``threads_per_network`` torch threads is faster through NNPACK.
 
-    NNPACK's one-thread pool gives 1.5-1.85x oneDNN's one-thread speed, and
-    oneDNN on two threads about as much, so only one thread a network pays.
+    NNPACK's one-thread pool gives 1.2-1.5x oneDNN's one-thread speed, and
+    oneDNN on two threads 1.75-1.9x, so only one thread a network pays.
     """
     return threads_per_network == 1 and enabled()
 
