@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -32,6 +33,7 @@ from gifstream.restore.gfpgan import (  # noqa: E402
     REALESRGAN_X2PLUS_ARCH,
     background_at_scale,
     checkpoint_params,
+    folded_norms,
     upsample_tiled,
 )
 from gifstream.stages.restore import RestoreConfig, RestoreStage  # noqa: E402
@@ -365,6 +367,35 @@ def test_networks_are_built_without_data_and_take_the_files_tensors(tmp_path: Pa
     for name, value in loaded.state_dict().items():
         assert not value.is_meta and value.dtype == original.state_dict()[name].dtype
         assert torch.equal(value, original.state_dict()[name].half().to(value.dtype))
+
+
+def test_parsenet_norms_fold_into_its_convolutions_and_its_output_stays() -> None:
+    from facexlib.parsing.parsenet import ConvLayer, ParseNet
+
+    torch.manual_seed(0)
+    parser = ParseNet(in_size=64, out_size=64, parsing_ch=19)
+    for norm in (module for module in parser.modules() if isinstance(module, nn.BatchNorm2d)):
+        # Running statistics and affine terms far from the identity, as a trained network has them.
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.3, 3.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.3, 0.3)
+    parser.eval()
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        expected_mask, expected_image = parser(images)
+
+    folded = folded_norms(copy.deepcopy(parser))
+    with torch.inference_mode():
+        mask, image = folded(images)
+
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
+    layers = [module for module in folded.modules() if isinstance(module, ConvLayer)]
+    assert layers and all(isinstance(layer.norm.norm, nn.Module) for layer in layers)
+    assert all(isinstance(layer.relu.func, nn.Module) for layer in layers)  # no x * 1.0 copies left
+    for got, expected in ((mask, expected_mask), (image, expected_image)):
+        span = float(expected.max() - expected.min())
+        assert float((got - expected).abs().max()) <= 1e-5 * span
 
 
 def test_a_buffer_the_file_lacks_makes_the_network_the_plain_way(tmp_path: Path) -> None:
