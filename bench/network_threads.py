@@ -9,7 +9,9 @@ two threads, and on one thread with the 3x3 convolutions through NNPACK's
 Winograd kernels (gifstream.restore.winograd, which the restorer uses on
 one-thread shares), each network's floating-point work (torch's flop
 counter) and the rate oneDNN reaches, and the Winograd output's PSNR against
-the direct one (same decoder noise). The sum of the one-thread times is the
+the direct one (same decoder noise). A fourth row times ParseNet as
+facexlib builds it, its batch norms not folded into its convolutions (the
+restorer folds them). The sum of the restorer's one-thread times is the
 CPU a frame needs at the least, whichever way the work is spread.
 
 Then one frame (the benchmark's 256x144 synthetic frame, its face from the
@@ -36,7 +38,7 @@ import torch
 from gifstream.allocator import keep_freed_memory
 from gifstream.benchmark import TemplateLandmarks, synthetic_frames, write_random_weights
 from gifstream.restore.compat import import_model_libraries
-from gifstream.restore.gfpgan import GFPGAN_WEIGHT, GfpganRestorer, load_networks
+from gifstream.restore.gfpgan import GFPGAN_WEIGHT, ChannelsLast, GfpganRestorer, checkpoint_params, load_networks
 from gifstream.restore.threads import cap_intra_op_threads
 from gifstream.restore.winograd import route_convolutions, unrouted
 
@@ -49,6 +51,14 @@ def mean_seconds(forward: Callable[[], object], threads: int, repeats: int) -> f
         for _ in range(repeats):
             forward()
     return (time.perf_counter() - started) / repeats
+
+
+def facexlib_parsenet(path: Path) -> torch.nn.Module:
+    from facexlib.parsing.parsenet import ParseNet
+
+    net = ParseNet(in_size=512, out_size=512, parsing_ch=19)
+    net.load_state_dict(checkpoint_params(path, "ParseNet"), strict=True)
+    return net.eval().to(memory_format=torch.channels_last)
 
 
 def gflop(forward: Callable[[], object]) -> float:
@@ -96,7 +106,10 @@ def main() -> None:
         "ParseNet (paste-back mask, 512²)": lambda: nets.parser(face),
         "Real-ESRGAN x2plus (256×144 frame)": lambda: nets.background(frame),
     }
-    networks = (nets.face, nets.parser, nets.background)
+    # ParseNet as facexlib builds it, batch norms apart and x * 1.0 steps in (load_networks folds them).
+    unfolded = ChannelsLast(facexlib_parsenet(folder / "parsing_parsenet.pth"))
+    forwards["ParseNet as facexlib builds it (norms not folded)"] = lambda: unfolded(face)
+    networks = (nets.face, nets.parser, nets.background, unfolded)
     modules = {name: getattr(net, "net", net) for name, net in zip(forwards, networks, strict=True)}
     print(
         "| network | GFLOP | 1 thread, s | GFLOP/s | 2 threads, s | speed-up | 1 thread, Winograd, s "
@@ -113,7 +126,8 @@ def main() -> None:
             winograd, routed = mean_seconds(forward, 1, args.repeats), seeded_output(forward)
         finally:
             unrouted(modules[name])
-        total_one, total_winograd = total_one + one, total_winograd + winograd
+        if modules[name] is not unfolded.net:  # the frame's floor counts the networks the restorer runs
+            total_one, total_winograd = total_one + one, total_winograd + winograd
         print(
             f"| {name} | {work:.0f} | {one:.2f} | {work / one:.0f} | {two:.2f} | {one / two:.2f}x | {winograd:.2f} "
             f"| {one / winograd:.2f}x | {psnr(routed, direct):.1f} |",
