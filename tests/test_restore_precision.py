@@ -18,6 +18,7 @@ pytest.importorskip("gfpgan")
 pytest.importorskip("realesrgan")
 
 from helpers import psnr, texture  # noqa: E402
+from standins import tiny_networks  # noqa: E402
 
 from gifstream.benchmark import random_state, with_landmarks  # noqa: E402
 from gifstream.engine import ConfigError  # noqa: E402
@@ -42,42 +43,6 @@ AMX = {"avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": True}
 def one_face_frame() -> tuple[np.ndarray, FaceDetection]:
     """A 64x64 textured frame and one face filling most of it (template landmarks, eyes 16 pixels apart)."""
     return texture(64, 64, seed=3), with_landmarks(FaceDetection((12.0, 8.0, 52.0, 56.0), None, 0.99))
-
-
-# --- Stand-ins with random weights: small convolutional networks with the real ones' call signatures. ---
-
-
-class TinyFaceNet(nn.Module):
-    """Stand-in for GFPGANv1Clean: a residual pair of random 3x3 convolutions, output in [-1, 1]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 3, 3, padding=1))
-
-    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5) -> tuple[torch.Tensor, list]:
-        return torch.tanh(x + 0.5 * self.body(x)), []
-
-
-class TinyParser(nn.Module):
-    """Stand-in for ParseNet: 19 class logits from one random convolution."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.logits = nn.Conv2d(3, 19, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.logits(x), None
-
-
-def tiny_networks() -> GfpganNetworks:
-    """Random-weight stand-ins, laid out as load_networks lays out the real ones (parser, background channels-last)."""
-    torch.manual_seed(0)
-    background = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)).eval()
-    return GfpganNetworks(
-        face=TinyFaceNet().eval(),
-        parser=ChannelsLast(TinyParser().eval().to(memory_format=torch.channels_last)),
-        background=background.to(memory_format=torch.channels_last),
-    )
 
 
 def first_convolution(networks: GfpganNetworks, role: str) -> nn.Module:

@@ -222,36 +222,17 @@ def test_it_pays_on_one_thread_a_network_and_can_be_turned_off(monkeypatch: pyte
 # --- The restorer's wiring, on stand-in networks ---
 
 
-class StandInFace(nn.Module):
-    """GFPGANv1Clean's call signature on one random 3x3 convolution."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-
-    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5) -> tuple[torch.Tensor, list]:
-        return torch.tanh(x + 0.5 * self.conv(x)), []
-
-
-class StandInParser(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.logits = nn.Conv2d(3, 19, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.logits(x), None
-
-
 @pytest.fixture
 def build_restorer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Any]:
     from gifstream.restore.compat import install_torchvision_shim
 
     install_torchvision_shim()
     pytest.importorskip("gfpgan")
+    from standins import tiny_networks
+
     from gifstream.benchmark import with_landmarks
-    from gifstream.restore import FaceDetection, GfpganNetworks, GfpganRestorer
+    from gifstream.restore import FaceDetection, GfpganRestorer
     from gifstream.restore import gfpgan as gfpgan_module
-    from gifstream.restore.gfpgan import ChannelsLast
 
     files = [tmp_path / name for name in ("gfpgan.pth", "realesrgan.pth", "parsenet.pth")]
     for file in files:
@@ -259,12 +240,7 @@ def build_restorer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[
     face = with_landmarks(FaceDetection((12.0, 8.0, 52.0, 56.0), None, 0.99))
 
     def build(**options: Any) -> GfpganRestorer:
-        torch.manual_seed(0)
-        networks = GfpganNetworks(
-            face=StandInFace().eval(),
-            parser=ChannelsLast(StandInParser().eval()),
-            background=nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)).eval(),
-        )
+        networks = tiny_networks()
         monkeypatch.setattr(gfpgan_module, "load_networks", lambda *args: networks)
         detector = lambda frames: [[face] for _ in frames]  # noqa: E731
         return GfpganRestorer(files[0], files[1], None, files[2], detector=detector, **options)
@@ -293,8 +269,9 @@ def test_the_restorer_routes_its_networks_where_one_thread_each_is_their_share(
 
     assert (direct.winograd, routed.winograd) == (False, True)
     assert (direct.describe()["convolutions"], routed.describe()["convolutions"]) == ("direct", "winograd (NNPACK)")
-    # One call per network: the background on a thread of its own, the face and the parser on the caller's.
-    assert len(callers) == 3 and len(set(callers)) == 2
+    # Every 3x3 layer (two in the face, one each in the parser and the background), the background's on a thread
+    # of its own, the face's and the parser's on the caller's.
+    assert len(callers) == 4 and len(set(callers)) == 2
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
