@@ -268,7 +268,10 @@ def test_the_restorer_routes_its_networks_where_one_thread_each_is_their_share(
     got = restored_frame(routed)
 
     assert (direct.winograd, routed.winograd) == (False, True)
-    assert (direct.describe()["convolutions"], routed.describe()["convolutions"]) == ("direct", "winograd (NNPACK)")
+    assert (direct.describe()["convolutions"], routed.describe()["convolutions"]) == (
+        "direct",
+        "winograd (NNPACK) on one-thread shares",
+    )
     # Every 3x3 layer (two in the face, one each in the parser and the background), the background's on a thread
     # of its own, the face's and the parser's on the caller's.
     assert len(callers) == 4 and len(set(callers)) == 2

@@ -312,7 +312,7 @@ class GfpganRestorer:
             "scale": self.upscale,
             "device": str(self.device),
             "precision": self.precision,
-            "convolutions": "winograd (NNPACK)" if self.winograd else "direct",
+            "convolutions": "winograd (NNPACK) on one-thread shares" if self.winograd else "direct",
             "weights": weights,
         }
 

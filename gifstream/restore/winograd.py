@@ -2,7 +2,7 @@
 
 A restored frame's CPU time is almost all float32 convolutions (GFPGAN,
 ParseNet, Real-ESRGAN), and oneDNN's direct kernels already run them at
-85-92 % of the core's FMA peak (67-72 of 78 GFLOP/s a core on the
+about 90 % of the core's FMA peak (67-77 of 78 GFLOP/s a core on the
 benchmark machine). The Winograd transform F(6x6, 3x3) computes a 3x3
 stride-1 convolution with about a fifth of the multiplications, and NNPACK,
 which torch's CPU builds carry, implements it. On one thread a whole
@@ -13,7 +13,7 @@ is per thread, about 240 MB for a 64-channel layer on a 512x512 map.
 
 Only on one thread, because NNPACK has one thread pool per process, made
 at its first call with the caller's thread count, and concurrent calls
-into a pool of several threads queue behind one another. :func:`enabled`
+into a pool of several threads queue behind one another. :func:`nnpack_ready`
 makes that first call itself on a one-thread helper, so the pool is a
 one-thread pool, and every call runs on its caller's thread: networks side
 by side each convolve on their own core. The restorer routes its networks
@@ -170,6 +170,7 @@ def unrouted(net: Any) -> Any:
 
 
 def is_routed(net: Any) -> bool:
+    """Whether ``net``'s forward goes through :func:`route_convolutions`'s mode."""
     forward = vars(net).get("forward")
     return getattr(forward, "__func__", None) is _forward_through_winograd
 
