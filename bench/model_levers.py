@@ -243,6 +243,11 @@ def measure(restorer: GfpganRestorer, variants: list[Variant], frame: np.ndarray
         variant.first_call_seconds = time.perf_counter() - start
         variant.frame_seconds.clear()
         progress(f"{variant.name}: first call {variant.first_call_seconds:.1f} s")
+    for variant in (v for v in variants if v.runs and not (v.warm_up or v.emulated)):
+        # One untimed call each, so that no variant's timing holds its threads' first-use costs (page faults in
+        # fresh activations and scratch buffers) and the order of variants does not favour the later ones.
+        run_variant(restorer, variant, frame)
+        variant.frame_seconds.clear()
     for round_index in range(rounds):
         for variant in variants:
             if round_index < variant.runs and variant.error is None:
