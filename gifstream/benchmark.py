@@ -311,10 +311,35 @@ def machine() -> dict[str, Any]:
     return {
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+# Vector features that change how fast the networks and OpenCV run, widest first.
+VECTOR_FEATURES = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU's model name and its widest vector features (from /proc/cpuinfo), e.g. "AMD EPYC (avx512_bf16,
+    avx512f, avx2)": runs on hosts of one name can still differ in these, and the times with them."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or platform.machine()
+    name, flags = "", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    features = [feature for feature in VECTOR_FEATURES if feature in flags]
+    name = name or platform.processor() or platform.machine()
+    return f"{name} ({', '.join(features)})" if features else name
 
 
 def plan_summary(plan: BenchPlan, source: Path) -> dict[str, Any]:
@@ -676,8 +701,18 @@ async def run_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_utilisation": round(cpu / total, 3) if total > 0 else None,
         "runner": stats.as_dict(),
         "metrics": metric_means(stages),
+        "arithmetic": restorer_arithmetic(stages),
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def restorer_arithmetic(stages: Sequence[TimedSetup]) -> dict[str, str]:
+    """The restorer's precision and convolutions as it ran them (they depend on the CPU), where it reports them."""
+    for timed in stages:
+        if timed.stage.name == "restore":
+            details = timed.stage.describe()  # type: ignore[attr-defined]
+            return {key: str(details[key]) for key in ("precision", "convolutions") if key in details}
+    return {}
 
 
 def metric_means(stages: Sequence[TimedSetup]) -> dict[str, float | None]:
@@ -901,10 +936,15 @@ def header_lines(plan: BenchPlan, results: dict[str, Any]) -> list[str]:
     return [
         f"## gifstream bench: preset {plan.preset} ({what})",
         "",
-        f"Input: {results['plan']['input']}, {frames} frames. Machine: {m['machine']}, {m['cpus']} CPUs, "
+        f"Input: {results['plan']['input']}, {frames} frames. Machine: {m['cpu']}, {m['cpus']} CPUs, "
         f"Python {m['python']}, load average at start {m['load_average'][0]}. "
-        f"gifstream process settings: {plan.tuning.describe()}.",
+        f"gifstream process settings: {plan.tuning.describe()}{arithmetic_text(results['gifstream'])}.",
     ]
+
+
+def arithmetic_text(mine: dict[str, Any]) -> str:
+    arithmetic = mine.get("arithmetic") or {}
+    return "".join(f"; restorer {key} {value}" for key, value in arithmetic.items())
 
 
 def comparison_lines(results: dict[str, Any]) -> list[str]:

@@ -100,7 +100,7 @@ def add_process_options(cmd: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default=s,
-        help="GFPGAN on a CPU: fp32 (default), bf16 autocast, or auto (bf16 only where the CPU has it natively)",
+        help="GFPGAN on a CPU: auto (default: bf16 autocast where the CPU has it natively, else fp32), fp32, or bf16",
     )
     cmd.add_argument(
         "--smooth-landmarks", action="store_true", default=s, help="GFPGAN: smooth face landmarks over time"

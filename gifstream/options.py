@@ -30,7 +30,7 @@ class ProcessOptions:
     metrics: tuple[str, ...] = ("psnr", "ssim", "e_warp")
     detect_every: int = 1
     smooth_landmarks: bool = False
-    precision: str = "fp32"
+    precision: str = "auto"
     stabilize: bool = False
     stabilize_strength: float = 0.6
     batch: int = 1

@@ -15,11 +15,15 @@ import pytest
 
 from gifstream.benchmark import (
     PartTimes,
+    TimedSetup,
     add_bench_parser,
+    arithmetic_text,
+    cpu_description,
     encode_timed,
     pipeline_figures,
     plan_from_args,
     preset_options,
+    restorer_arithmetic,
     retinaface_rows,
     synthetic_frames,
     with_landmarks,
@@ -62,6 +66,36 @@ def test_bench_runs_on_a_tiny_input_and_prints_the_tables(tmp_path: Path, capsys
     assert [part["name"] for part in results["isolated"]["parts"]] == ["decode", "restore", "flow", "metrics", "encode"]
     assert set(results["gifstream"]["metrics"]) == {"psnr", "ssim", "e_warp", "e_warp_input", "e_warp_ratio"}
     assert results["gifstream"]["peak_rss_mb"] > 0
+
+
+def test_the_machine_line_names_the_cpu_and_its_widest_vector_features() -> None:
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16\n"
+    )
+
+    assert cpu_description(cpuinfo) == "AMD EPYC (avx512_bf16, avx512f, avx2)"
+    assert cpu_description("model name\t: Old CPU\nflags\t: fpu sse2 avx2\n") == "Old CPU (avx2)"
+    assert cpu_description("model name\t: Tiny\nflags\t: fpu\n") == "Tiny"
+
+
+def test_the_header_says_which_arithmetic_the_restorer_ran() -> None:
+    class Reporting:
+        def __init__(self, name: str, details: dict) -> None:
+            self.name, self.details = name, details
+
+        def describe(self) -> dict:
+            return self.details
+
+    gfpgan = {"restorer": "gfpgan", "precision": "bf16", "convolutions": "direct", "faces": 3}
+    stages = [TimedSetup(Reporting("restore", gfpgan)), TimedSetup(Reporting("metrics", {"precision": "x"}))]
+    arithmetic = restorer_arithmetic(stages)  # type: ignore[arg-type]
+
+    assert arithmetic == {"precision": "bf16", "convolutions": "direct"}
+    assert arithmetic_text({"arithmetic": arithmetic}) == "; restorer precision bf16; restorer convolutions direct"
+    classic = [TimedSetup(Reporting("restore", {"restorer": "classic", "scale": 2}))]
+    assert restorer_arithmetic(classic) == {}  # type: ignore[arg-type]
+    assert arithmetic_text({}) == ""
 
 
 def test_efficiency_and_latency_come_from_the_slowest_part_and_the_sum_of_parts() -> None:

@@ -280,6 +280,7 @@ def test_batched_restorer_equals_gfpganer(random_checkpoints: dict[str, Path], t
         random_checkpoints["realesrgan"],
         random_checkpoints["detection"],
         random_checkpoints["parsing"],
+        precision="fp32",  # GFPGANer computes in float32; "auto" is bfloat16 on some CPUs
     )
     # The release-format RetinaFace file loaded and runs; its random-weight findings are junk, so swap it out.
     assert isinstance(restorer.detector, RetinaFaceDetector)

@@ -137,10 +137,16 @@ def test_auto_is_bf16_only_on_a_cpu_with_native_bfloat16(
     assert seen["background"] == seen["parser"] == seen["face"] == [dtype]
 
 
-def test_default_is_fp32_even_on_a_cpu_with_native_bfloat16(standin_restorer, monkeypatch) -> None:
-    capabilities(monkeypatch, AMX)
+@pytest.mark.parametrize(
+    ("reported", "expected"), [(AVX2_ONLY, frozenset()), (AMX, BF16_NETWORKS)], ids=["avx2-only", "amx"]
+)
+def test_the_default_is_bf16_where_the_cpu_has_it_natively_and_fp32_elsewhere(
+    standin_restorer, monkeypatch: pytest.MonkeyPatch, reported: dict[str, bool], expected: frozenset[str]
+) -> None:
+    capabilities(monkeypatch, reported)
     restorer, _ = standin_restorer()
-    assert restorer.precision == "fp32" and restorer.bf16_networks == frozenset()
+    assert restorer.bf16_networks == expected
+    assert restorer.precision == ("bf16" if expected else "fp32")
 
 
 @pytest.mark.parametrize("wrong", ["fp16", "BF16", "", "float32"])

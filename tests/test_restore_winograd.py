@@ -243,6 +243,7 @@ def build_restorer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[
         networks = tiny_networks()
         monkeypatch.setattr(gfpgan_module, "load_networks", lambda *args: networks)
         detector = lambda frames: [[face] for _ in frames]  # noqa: E731
+        options.setdefault("precision", "fp32")  # "auto" is bfloat16 on some CPUs, which NNPACK does not compute
         return GfpganRestorer(files[0], files[1], None, files[2], detector=detector, **options)
 
     return build
@@ -290,3 +291,15 @@ def test_the_restorer_keeps_onednn_where_networks_get_more_threads_or_when_told(
     restored_frame(turned_off)
     assert turned_off.winograd is False and callers == []
     assert build_restorer(intra_op_threads=2, winograd=True).winograd is True  # asked for outright
+
+
+def test_networks_under_bfloat16_autocast_are_left_to_onednn(build_restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    callers = count_nnpack_calls(monkeypatch)
+    bf16 = build_restorer(intra_op_threads=1, precision="bf16")
+
+    restored_frame(bf16)
+
+    assert bf16.winograd is False and bf16.describe()["convolutions"] == "direct"
+    assert callers == []
+    nets = (bf16.networks.face, bf16.networks.parser, bf16.networks.background)
+    assert not any(is_routed(getattr(net, "net", net)) for net in nets)

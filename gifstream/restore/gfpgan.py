@@ -12,9 +12,9 @@ done in torch over each face's footprint (see :mod:`.paste`).
 GFPGANer draws fresh noise for the StyleGAN2 decoder on every call
 (``randomize_noise=True``); so does this restorer, to give the same images.
 
-On the CPU the networks run in float32 by default; ``precision="bf16"``
-runs them under bfloat16 autocast (see :mod:`.precision`: it pays only on
-CPUs with native bfloat16, which ``"auto"`` detects).
+On the CPU the networks run under bfloat16 autocast where the CPU computes
+bfloat16 natively and in float32 elsewhere (``precision="auto"``, the
+default; see :mod:`.precision`); ``"fp32"`` and ``"bf16"`` choose one.
 """
 
 from __future__ import annotations
@@ -179,18 +179,22 @@ class GfpganRestorer:
         )
 
     def _route_convolutions(self, wanted: bool | None) -> bool:
-        """Route the networks' eligible convolutions through NNPACK when ``wanted`` (None: where it pays)."""
+        """Route the float32 networks' eligible convolutions through NNPACK when ``wanted`` (None: where it pays).
+
+        NNPACK's kernels are float32 only: networks under bfloat16 autocast stay with oneDNN.
+        """
         from . import winograd
 
-        if self.device.type != "cpu" or wanted is False:
+        roles = {"face": self.networks.face, "parser": self.networks.parser, "background": self.networks.background}
+        float32_nets = [net for role, net in roles.items() if net is not None and role not in self.bf16_networks]
+        if self.device.type != "cpu" or wanted is False or not float32_nets:
             return False
         if wanted is None and not winograd.pays_on(self.intra_op_threads or default_intra_op_threads()):
             return False
         if wanted and not winograd.nnpack_ready():
             raise ConfigError("winograd=True needs NNPACK, which this torch build or CPU does not have")
-        for net in (self.networks.face, self.networks.parser, self.networks.background):
-            if net is not None:
-                winograd.route_convolutions(getattr(net, "net", net))  # through ChannelsLast to the module
+        for net in float32_nets:
+            winograd.route_convolutions(getattr(net, "net", net))  # through ChannelsLast to the module
         return True
 
     def restore(self, frames: Sequence[np.ndarray]) -> list[Restored]:

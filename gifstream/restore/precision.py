@@ -1,13 +1,18 @@
 """Arithmetic precision of the GFPGAN restorer's networks on the CPU: float32, or bfloat16 autocast.
 
-bfloat16 can pay only on CPUs that compute it natively (AVX512-BF16 or
-AMX on x86). Elsewhere it is emulated: on an AVX2 CPU a bfloat16
-convolution took 10x the float32 time in the channels-last layout and
-nearly 200x in the contiguous one (GFPGAN's), and a restored frame over
-8x (bench/model_levers.py). So ``auto`` picks bfloat16 only where the CPU
-reports native support, and the default is float32: the gain on such
-CPUs is not measured yet, and with float32 a run's output does not depend
-on which CPU it ran on.
+bfloat16 pays only on CPUs that compute it natively (AVX512-BF16 or AMX
+on x86). Elsewhere it is emulated: on an AVX2 CPU a bfloat16 convolution
+took 10x the float32 time in the channels-last layout and nearly 200x in
+the contiguous one (GFPGAN's), and a restored frame over 8x
+(bench/model_levers.py). On an AVX512-BF16 CPU a restored frame took 0.76x
+the float32 time (Winograd convolutions included), and the models preset
+ran 1.2x faster with 1 GB less memory (BENCHMARKS.md).
+
+The default, ``auto``, is bfloat16 where the CPU has it natively and
+float32 elsewhere, as a GPU run has its background in half precision by
+default. The output then differs between such CPUs by the drift below
+(invisible at 47 dB; float32 kernels already differ between CPUs, far less);
+``fp32`` gives float32 everywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ..engine import ConfigError
 
 Precision = Literal["fp32", "bf16"]
 PRECISION_CHOICES = ("fp32", "bf16", "auto")
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = "auto"
 # The restorer's networks by role: Real-ESRGAN's RRDBNet, facexlib's ParseNet, GFPGAN's StyleGAN2 generator.
 NETWORKS = ("background", "parser", "face")
 # The networks run in bfloat16 under "bf16": all three, as each one's drift is small. The restorer's output

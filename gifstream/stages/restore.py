@@ -45,7 +45,7 @@ class RestoreConfig:
     detector: Detector | None = None
     detect_every: int = 1  # GFPGAN: run face detection on every k-th frame, carrying faces between
     smooth_landmarks: bool = False  # GFPGAN: One-Euro smoothing of the landmarks that drive alignment
-    precision: str = "fp32"  # GFPGAN on a CPU: fp32, bf16 (autocast), or auto (bf16 where the CPU has it natively)
+    precision: str = "auto"  # GFPGAN on a CPU: auto (bf16 where the CPU has it natively, else fp32), fp32, bf16
     # Leave GFPGAN's paste-back to a PasteStage that must follow this stage, so that frame N is pasted while
     # frame N+1 is restored. Restorers without a separate paste-back finish their frames here regardless.
     defer_paste: bool = False
