@@ -34,7 +34,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import platform
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from gifstream.benchmark import TemplateLandmarks, synthetic_frames, write_random_weights
+from gifstream.benchmark import TemplateLandmarks, cpu_description, synthetic_frames, write_random_weights
 from gifstream.restore.gfpgan import ChannelsLast, GfpganNetworks, GfpganRestorer
 from gifstream.restore.precision import (
     BF16_NETWORKS,
@@ -341,7 +340,7 @@ def main() -> None:
     print(f"python bench/model_levers.py {' '.join(sys.argv[1:])}".rstrip())
     print()
     print(
-        f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"CPU: {cpu_description()}, torch {torch.__version__}, "
         f"capability {torch.backends.cpu.get_cpu_capability()}, native bfloat16: {native_bf16}; "
         f"{restorer.intra_op_threads} intra-op thread(s) per side (background beside faces); "
         f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame, one face, random weights; total {time.perf_counter() - started:.0f} s"
