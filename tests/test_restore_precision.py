@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,16 @@ def test_the_default_is_bf16_where_the_cpu_has_it_natively_and_fp32_elsewhere(
     restorer, _ = standin_restorer()
     assert restorer.bf16_networks == expected
     assert restorer.precision == ("bf16" if expected else "fp32")
+
+
+def test_bf16_on_a_cpu_that_would_emulate_it_warns_and_still_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    capabilities(monkeypatch, AVX2_ONLY)
+    with pytest.warns(UserWarning, match=r"emulated, about 8x slower"):
+        assert resolve_precision("bf16", "cpu") == "bf16"
+    capabilities(monkeypatch, AVX512_BF16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", "cpu") == resolve_precision("auto", "cpu") == "bf16"
 
 
 @pytest.mark.parametrize("wrong", ["fp16", "BF16", "", "float32"])

@@ -18,6 +18,7 @@ default. The output then differs between such CPUs by the drift below
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Literal
 
@@ -62,6 +63,12 @@ def resolve_precision(precision: str, device_type: str) -> Precision:
         return "fp32"
     if precision == "auto":
         return "bf16" if has_native_bf16() else "fp32"
+    if precision == "bf16" and not has_native_bf16():
+        warnings.warn(
+            "precision 'bf16' on a CPU without native bfloat16 (AVX512-BF16 or AMX) is emulated, about 8x slower"
+            " a frame than float32; 'auto' uses bfloat16 only where the CPU computes it",
+            stacklevel=2,
+        )
     return "bf16" if precision == "bf16" else "fp32"
 
 
