@@ -9,6 +9,13 @@ sets it, and prints glibc's ``mallinfo2()`` and the RSS as frames come out.
     ./run bench heap_growth.py                              # 3,000 synthetic 256x144 frames, offline preset
     ./run bench heap_growth.py --frames 5000 --every 500 --set metrics=none
     ./run bench heap_growth.py --input clip.gif --config passthrough
+    ./run bench heap_growth.py --preset models --frames 240 --every 10   # GFPGAN etc., random weights
+
+``--preset models`` runs the stages of ``gifstream bench --preset models``
+(GFPGAN v1.3, Real-ESRGAN x2, RAFT large, LPIPS; random weights in the
+release formats, faces from the cascade with template landmarks) instead
+of a ``configs/`` preset; ``--weights DIR`` keeps the random files for the
+next run.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gifstream import benchmark
 from gifstream.allocator import keep_freed_memory
 from gifstream.api import as_options, process_async
 from gifstream.benchmark import synthetic_frames, write_gif
-from gifstream.engine import Frame, StreamInfo
+from gifstream.engine import Frame, RunContext, RunnerConfig, StreamInfo, run
 from gifstream.options import ProcessOptions, load_config
 
 
@@ -74,6 +82,8 @@ def main() -> None:
     parser.add_argument("--config", default="offline", help="preset from configs/ (default offline)")
     parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--every", type=int, default=250, help="print a row every this many frames (default 250)")
+    parser.add_argument("--preset", choices=("config", "models"), default="config", help="models: see above")
+    parser.add_argument("--weights", type=Path, help="--preset models: folder for the random-weight files")
     args = parser.parse_args()
 
     keep_freed_memory()  # as the gifstream command does, before any thread allocates
@@ -103,9 +113,52 @@ def main() -> None:
 
             return row
 
+        output = Path(tmp) / "out.gif"
+        if args.preset == "models":
+            weights = benchmark.write_random_weights(args.weights or Path(tmp) / "weights")
+            with benchmark.random_weights_registry(weights):
+                frames = asyncio.run(run_models_preset(source, output, weights, report_every))
+            print(f"\npeak RSS {peak_rss_mb():.1f} MB over {frames} frames (models preset)")
+            return
         options = as_options(options, overwrite=True, quiet=True)
-        report = asyncio.run(process_async(source, Path(tmp) / "out.gif", options, progress=report_every))
+        report = asyncio.run(process_async(source, output, options, progress=report_every))
     print(f"\npeak RSS {report['peak_rss_mb']} MB over {report['frames']['count']} frames ({args.config})")
+
+
+async def run_models_preset(
+    source: Path, output: Path, weights: Path, report_every: Callable[[StreamInfo], Callable[[Frame], None]]
+) -> int:
+    """The pipeline of ``gifstream bench --preset models`` on ``source``; returns the frames written."""
+    from gifstream.io import Limits, open_sink, open_source
+
+    options = benchmark.preset_options({"preset": "models", "weights": str(weights)})
+    stages = benchmark.gifstream_stages(options, "models")
+    reader = open_source(source, limits=Limits())
+    sink = open_sink(output, format="gif", overwrite=True)
+    row: Callable[[Frame], None] | None = None
+    written = 0
+
+    def on_frame(frame: Frame) -> None:
+        nonlocal row, written
+        row = row or report_every(StreamInfo(frame.width, frame.height, "gif"))
+        row(frame)
+        written += 1
+
+    await run(
+        reader,
+        stages,
+        sink,
+        RunContext(device="cpu", options={"quiet": True}),
+        RunnerConfig(queue_depth=options.queue_depth, batch_size=options.batch),
+        on_frame=on_frame,
+    )
+    return written
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
