@@ -32,7 +32,7 @@ from gifstream import benchmark
 from gifstream.allocator import keep_freed_memory
 from gifstream.api import as_options, process_async
 from gifstream.benchmark import synthetic_frames, write_gif
-from gifstream.engine import Frame, RunContext, RunnerConfig, StreamInfo, run
+from gifstream.engine import Frame, RunContext, RunnerConfig, run
 from gifstream.options import ProcessOptions, load_config
 
 
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=("config", "models"), default="config", help="models: see above")
     parser.add_argument("--weights", type=Path, help="--preset models: folder for the random-weight files")
     args = parser.parse_args()
+    if args.preset == "models" and (args.set or args.config != "offline"):
+        parser.error("--preset models runs the bench's models stages; --config and --set do not apply to it")
 
     keep_freed_memory()  # as the gifstream command does, before any thread allocates
     mallinfo = heap_probe()
@@ -100,34 +102,29 @@ def main() -> None:
         print("| frame | RSS MB | heap held MB | heap in use MB | free in heap MB | free chunks |")
         print("|---:|---:|---:|---:|---:|---:|")
 
-        def report_every(info: StreamInfo) -> Callable[[Frame], None]:
-            def row(frame: Frame) -> None:
-                if frame.index % args.every == 0:
-                    heap = mallinfo()
-                    mb = 2**20
-                    print(
-                        f"| {frame.index} | {rss_mb():.1f} | {heap.arena / mb:.1f} | {heap.uordblks / mb:.1f} "
-                        f"| {heap.fordblks / mb:.1f} | {heap.ordblks} |",
-                        flush=True,
-                    )
-
-            return row
+        def row(frame: Frame) -> None:
+            if frame.index % args.every == 0:
+                heap = mallinfo()
+                mb = 2**20
+                print(
+                    f"| {frame.index} | {rss_mb():.1f} | {heap.arena / mb:.1f} | {heap.uordblks / mb:.1f} "
+                    f"| {heap.fordblks / mb:.1f} | {heap.ordblks} |",
+                    flush=True,
+                )
 
         output = Path(tmp) / "out.gif"
         if args.preset == "models":
             weights = benchmark.write_random_weights(args.weights or Path(tmp) / "weights")
             with benchmark.random_weights_registry(weights):
-                frames = asyncio.run(run_models_preset(source, output, weights, report_every))
-            print(f"\npeak RSS {peak_rss_mb():.1f} MB over {frames} frames (models preset)")
+                frames = asyncio.run(run_models_preset(source, output, weights, row))
+            print(f"\npeak RSS {benchmark.peak_rss_mb()} MB over {frames} frames (models preset)")
             return
         options = as_options(options, overwrite=True, quiet=True)
-        report = asyncio.run(process_async(source, output, options, progress=report_every))
+        report = asyncio.run(process_async(source, output, options, progress=lambda info: row))
     print(f"\npeak RSS {report['peak_rss_mb']} MB over {report['frames']['count']} frames ({args.config})")
 
 
-async def run_models_preset(
-    source: Path, output: Path, weights: Path, report_every: Callable[[StreamInfo], Callable[[Frame], None]]
-) -> int:
+async def run_models_preset(source: Path, output: Path, weights: Path, row: Callable[[Frame], None]) -> int:
     """The pipeline of ``gifstream bench --preset models`` on ``source``; returns the frames written."""
     from gifstream.io import Limits, open_sink, open_source
 
@@ -135,12 +132,10 @@ async def run_models_preset(
     stages = benchmark.gifstream_stages(options, "models")
     reader = open_source(source, limits=Limits())
     sink = open_sink(output, format="gif", overwrite=True)
-    row: Callable[[Frame], None] | None = None
     written = 0
 
     def on_frame(frame: Frame) -> None:
-        nonlocal row, written
-        row = row or report_every(StreamInfo(frame.width, frame.height, "gif"))
+        nonlocal written
         row(frame)
         written += 1
 
@@ -153,12 +148,6 @@ async def run_models_preset(
         on_frame=on_frame,
     )
     return written
-
-
-def peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
