@@ -78,7 +78,13 @@ def add_bench_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument("input", nargs="?", default=None, help="GIF to measure on (default: a synthetic face GIF)")
+    cmd.add_argument(
+        "input",
+        nargs="?",
+        default=None,
+        help="GIF or video to measure on (default: a synthetic face GIF); a video is written as a GIF first, "
+        "since the notebook reads GIFs",
+    )
     cmd.add_argument("--preset", choices=PRESETS, default="offline", help="offline (default) or models")
     cmd.add_argument("--frames", type=int, default=None, help="input length (an INPUT is cycled or cut to it)")
     cmd.add_argument("--size", type=parse_size, default=None, help="synthetic input size WxH")
@@ -385,19 +391,33 @@ def evaluate(source: Path, output: Path, preset: str, weights: Path | None) -> d
 
 
 def prepare_input(plan: BenchPlan, work: Path, count: int | None) -> Path:
-    """The GIF to measure on: the given one (cycled or cut to ``count`` frames), or a synthetic one."""
-    if plan.input is not None and count is None:
+    """The GIF to measure on: the given one (cycled or cut to ``count`` frames), or a synthetic one.
+
+    A video (or any input not a GIF) is written as a GIF first, all its frames
+    or ``count`` of them: the notebook reads GIFs only, and both sides must
+    measure on the same frames.
+    """
+    if plan.input is not None and count is None and is_gif(plan.input):
         return plan.input
-    name = (
-        f"input-{count}.gif" if plan.input else f"synthetic-{plan.size[0]}x{plan.size[1]}-{count}-hold{plan.hold}.gif"
-    )
+    if plan.input is not None:
+        name = f"input-{'all' if count is None else count}.gif"
+    else:
+        name = f"synthetic-{plan.size[0]}x{plan.size[1]}-{count}-hold{plan.hold}.gif"
     path = work / name
     if not path.exists():
-        assert count is not None
-        progress(f"writing the {count}-frame input {path.name}")
-        frames = cycled_frames(plan.input, count) if plan.input else synthetic_frames(count, plan.size, plan.hold)
+        progress(f"writing the {'' if count is None else f'{count}-frame '}input {path.name}")
+        if plan.input is not None:
+            frames = cycled_frames(plan.input, count)
+        else:
+            assert count is not None  # the plan gives a synthetic input its length
+            frames = synthetic_frames(count, plan.size, plan.hold)
         write_gif(path, frames, count)
     return path
+
+
+def is_gif(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(6) in (b"GIF87a", b"GIF89a")
 
 
 def synthetic_frames(count: int, size: tuple[int, int], hold: int = 1, seed: int = 0) -> Iterator[Frame]:
@@ -433,12 +453,16 @@ def pan_box(step: int, aspect: float) -> tuple[float, float, float, float]:
     return left, top, left + box_width, top + box_height
 
 
-def cycled_frames(path: Path, count: int) -> Iterator[Frame]:
-    """The frames of the GIF at ``path``, from the start again as often as needed, ``count`` in all."""
+def cycled_frames(path: Path, count: int | None) -> Iterator[Frame]:
+    """The frames of the GIF or video at ``path``, from the start again as often as needed, ``count`` in all.
+
+    ``count`` None: each frame once.
+    """
     from .io import open_source
 
     produced = 0
-    while produced < count:
+    while count is None or produced < count:
+        produced_before = produced
         source = open_source(path)
         source.open()
         try:
@@ -449,9 +473,13 @@ def cycled_frames(path: Path, count: int) -> Iterator[Frame]:
                     return
         finally:
             source.close()
+        if produced == produced_before:
+            raise ConfigError(f"bench input {path} has no frames")
+        if count is None:
+            return
 
 
-def write_gif(path: Path, frames: Iterator[Frame], count: int) -> None:
+def write_gif(path: Path, frames: Iterator[Frame], count: int | None) -> None:
     from .io.gif import GifOptions, GifSink
 
     # Quality 100: a picture held over several frames must decode to identical frames, as in hand-made GIFs

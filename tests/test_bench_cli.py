@@ -248,3 +248,89 @@ def test_the_gif_sink_says_whether_it_holds_a_frame_back() -> None:
     assert GifSink(io.BytesIO()).frames_held == 1
     assert GifSink(io.BytesIO(), GifOptions(despike=0)).frames_held == 0
     assert GifSink(io.BytesIO(), GifOptions(quality=100)).frames_held == 0
+
+
+def write_flat_video(path: Path, colours: list[tuple[int, int, int]]) -> None:
+    """An H.264 MP4 whose frames are each one flat colour (so a GIF can hold them exactly)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.options = {"qp": "0"}
+        for colour in colours:
+            picture = np.empty((48, 64, 3), np.uint8)
+            picture[:] = colour
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    from gifstream.io import open_source
+
+    source = open_source(path)
+    source.open()
+    try:
+        return [frame.pixels for frame in source.frames()]
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("frames", [None, 5])
+def test_a_video_input_is_measured_as_a_gif_of_its_frames(tmp_path: Path, frames: int | None) -> None:
+    from gifstream.benchmark import prepare_input
+
+    video = tmp_path / "clip.mp4"
+    write_flat_video(video, [(200, 30, 30), (30, 200, 30), (30, 30, 200)])
+    argv = ("--no-baseline", str(video)) + (() if frames is None else ("--frames", str(frames)))
+    plan = plan_from_args(bench_args(*argv))
+
+    prepared = prepare_input(plan, tmp_path, plan.frames)
+
+    assert prepared.read_bytes()[:6] == b"GIF89a"  # what the notebook can read
+    pictures = decoded(video)
+    expected = pictures if frames is None else [pictures[i % 3] for i in range(frames)]
+    got = decoded(prepared)
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_a_gif_input_is_measured_as_it_is(tmp_path: Path) -> None:
+    from gifstream.benchmark import prepare_input, write_gif
+
+    gif = tmp_path / "in.gif"
+    write_gif(gif, synthetic_frames(3, (40, 30)), 3)
+    plan = plan_from_args(bench_args("--no-baseline", str(gif)))
+
+    assert prepare_input(plan, tmp_path / "work", None) == gif
+
+
+def test_a_video_without_frames_is_a_clear_error(tmp_path: Path) -> None:
+    from gifstream.benchmark import prepare_input
+    from gifstream.engine import InputError
+
+    video = tmp_path / "empty.y4m"
+    video.write_bytes(b"YUV4MPEG2 W64 H48 F10:1 Ip A1:1 C444\n")  # a header, no frame
+    plan = plan_from_args(bench_args("--no-baseline", str(video), "--frames", "4"))
+
+    with pytest.raises(InputError, match="no video frame"):
+        prepare_input(plan, tmp_path, plan.frames)
+
+
+class _EmptySource:
+    def open(self) -> None: ...
+
+    def frames(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+    def close(self) -> None: ...
+
+
+def test_cycling_an_input_that_yields_no_frames_stops_with_an_error(tmp_path: Path, monkeypatch) -> None:
+    import gifstream.io
+    from gifstream.benchmark import cycled_frames
+
+    monkeypatch.setattr(gifstream.io, "open_source", lambda path: _EmptySource())
+
+    with pytest.raises(ConfigError, match="has no frames"):
+        list(cycled_frames(tmp_path / "any.gif", 4))
