@@ -46,6 +46,7 @@ import numpy as np
 
 from .allocator import keep_freed_memory
 from .engine import ConfigError, Frame, GifstreamError, RunContext, RunnerConfig, Stage, StreamInfo
+from .io import is_gif_file
 from .options import ProcessOptions, load_config, parse_size
 from .restore.detect import CascadeFaceDetector, FaceDetection
 
@@ -397,7 +398,7 @@ def prepare_input(plan: BenchPlan, work: Path, count: int | None) -> Path:
     or ``count`` of them: the notebook reads GIFs only, and both sides must
     measure on the same frames.
     """
-    if plan.input is not None and count is None and is_gif(plan.input):
+    if plan.input is not None and count is None and is_gif_file(plan.input):
         return plan.input
     if plan.input is not None:
         name = f"input-{'all' if count is None else count}.gif"
@@ -413,11 +414,6 @@ def prepare_input(plan: BenchPlan, work: Path, count: int | None) -> Path:
             frames = synthetic_frames(count, plan.size, plan.hold)
         write_gif(path, frames, count)
     return path
-
-
-def is_gif(path: Path) -> bool:
-    with path.open("rb") as file:
-        return file.read(6) in (b"GIF87a", b"GIF89a")
 
 
 def synthetic_frames(count: int, size: tuple[int, int], hold: int = 1, seed: int = 0) -> Iterator[Frame]:

@@ -15,10 +15,16 @@ from ..engine import ConfigError, InputError, Sink, Source
 from .limits import Limits
 
 OUTPUT_FORMATS = ("gif", "mp4", "webm", "mkv", "png", "raw")
+GIF_MAGIC = (b"GIF87a", b"GIF89a")  # a GIF's first six bytes
 _EXTENSIONS = {".gif": "gif", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm", ".mkv": "mkv"}
-_GIF_MAGIC = (b"GIF87a", b"GIF89a")
 
 PathLike = str | os.PathLike[str]
+
+
+def is_gif_file(path: PathLike) -> bool:
+    """Whether the file at ``path`` starts as a GIF does, whatever its name."""
+    with Path(path).open("rb") as handle:
+        return handle.read(6) in GIF_MAGIC
 
 
 def open_source(
@@ -52,7 +58,7 @@ def open_source(
         head = handle.read(6)
     if not head:
         raise InputError(f"{path} is empty (0 bytes)")
-    if head in _GIF_MAGIC:
+    if head in GIF_MAGIC:
         from .gif import GifSource
 
         return GifSource(path, limits=limits)
@@ -69,7 +75,7 @@ def _stream_source(stream: BinaryIO, size: tuple[int, int] | None, fps: float, l
 
         return RawSource(stream, size[0], size[1], fps=fps, limits=limits)
     head = _peek(stream, 6)
-    if head in _GIF_MAGIC:
+    if head in GIF_MAGIC:
         from .gif import GifSource
 
         return GifSource(stream, limits=limits)
@@ -147,4 +153,4 @@ def open_sink(
     return VideoSink(target, kind, video_options or VideoOptions(), overwrite=overwrite)  # type: ignore[arg-type]
 
 
-__all__ = ["OUTPUT_FORMATS", "Limits", "open_sink", "open_source", "output_format"]
+__all__ = ["GIF_MAGIC", "OUTPUT_FORMATS", "Limits", "is_gif_file", "open_sink", "open_source", "output_format"]

@@ -23,10 +23,10 @@ from PIL import Image, UnidentifiedImageError
 
 from ..engine.errors import InputError, LimitExceededError
 from ..engine.frame import Frame, StreamInfo
+from . import GIF_MAGIC
 from .limits import Limits
 
 _DEFAULT_LIMITS = Limits()
-_GIF_MAGIC = (b"GIF87a", b"GIF89a")
 _SCREEN_DESCRIPTOR_BYTES = 13
 _SPOOL_CHUNK_BYTES = 1 << 20
 _MAX_DELAY_CS = 0xFFFF
@@ -111,7 +111,7 @@ def _read_screen_header(file: BinaryIO, name: str) -> _ScreenHeader:
     head = file.read(_SCREEN_DESCRIPTOR_BYTES)
     if not head:
         raise InputError(f"{name} is empty (0 bytes)")
-    if not head.startswith(_GIF_MAGIC):
+    if not head.startswith(GIF_MAGIC):
         raise InputError(f"{name} is not a GIF (starts with {head[:6]!r})")
     if len(head) < _SCREEN_DESCRIPTOR_BYTES:
         raise InputError(f"{name} is truncated: its GIF header has {len(head)} of {_SCREEN_DESCRIPTOR_BYTES} bytes")
